@@ -1,0 +1,294 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HAProxy runtime API client and output parsers.
+
+Private to this collection. One connection per command (the runtime API's non-interactive mode):
+the command is sent with a trailing newline and HAProxy closes the connection after its answer.
+Names that end up in a command are checked first by C(validate_name), so a backend or server
+name can never smuggle a second command (C(;) or a newline) into the socket.
+"""
+
+from __future__ import annotations
+
+import csv
+import errno
+import socket
+import time
+
+from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+SERVER_STATES = ('ready', 'drain', 'maint')
+
+# srv_admin_state bits of `show servers state` (HAProxy 1.6 and later, include/haproxy/server-t.h).
+ADMF_FMAINT = 0x01   # forced into maintenance (CLI / API / config "disabled")
+ADMF_IMAINT = 0x02   # maintenance inherited from a tracked server
+ADMF_CMAINT = 0x04   # config said "disabled"; informative only once FMAINT is cleared
+ADMF_FDRAIN = 0x08   # forced into drain (CLI / API)
+ADMF_IDRAIN = 0x10   # drain inherited from a tracked server
+ADMF_RMAINT = 0x20   # maintenance because the server address could not be resolved
+ADMF_MAINT = ADMF_FMAINT | ADMF_IMAINT | ADMF_RMAINT
+ADMF_DRAIN = ADMF_FDRAIN | ADMF_IDRAIN
+
+# srv_op_state of `show servers state`.
+OP_STATES = {0: 'stopped', 1: 'starting', 2: 'running', 3: 'stopping'}
+
+# The largest answer read from the socket; `show stat` of a very large configuration stays far below.
+MAX_RESPONSE_BYTES = 64 * 1024 * 1024
+
+
+class HAProxyError(Exception):
+    """A runtime API call failed; the message names the socket or address and what to do."""
+
+
+class HAProxyConnectionError(HAProxyError):
+    """The runtime API could not be reached or did not answer in time (as opposed to an answer that says no)."""
+
+
+def validate_name(kind, value):
+    """Refuse a backend or server name that could inject a runtime API command.
+
+    Raises C(HAProxyError) if C(value) is empty or contains C(;), whitespace (newlines included),
+    C(#), a backslash, C(/) (the backend/server separator) or a non-printable character.
+    HAProxy itself only accepts letters, digits and C(-_.:) in these names.
+    """
+    if not isinstance(value, str) or value == '':
+        raise HAProxyError('The HAProxy %s name must be a non-empty string, got %r.' % (kind, value))
+    for char in value:
+        if char in ';#\\/' or char.isspace() or not char.isprintable():
+            raise HAProxyError(
+                'Refusing HAProxy %s name %r: it contains %r, which could change the runtime API command. '
+                'HAProxy %s names only use letters, digits and "-_.:".' % (kind, value, char, kind))
+    return value
+
+
+def _first_line(text):
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()
+    return ''
+
+
+def parse_stat_csv(text):
+    """Parse C(show stat) CSV output into a list of dicts keyed by the header names.
+
+    The header line starts with C(# ); blank lines before it (older versions) and after the last
+    row are ignored. Empty column names (the trailing comma) are dropped; short rows are padded
+    with empty strings. Empty input gives an empty list; text without a header raises
+    C(HAProxyError) quoting its first line (HAProxy prints errors such as C(Permission denied)
+    in place of the CSV).
+    """
+    lines = [line for line in to_text(text).splitlines() if line.strip()]
+    if not lines:
+        return []
+    header_line = lines[0]
+    if not header_line.startswith('#'):
+        raise HAProxyError('Expected "show stat" CSV starting with a "# pxname,svname,..." header, got: %s' % header_line[:200])
+    header = next(csv.reader([header_line.lstrip('#').strip()]))
+    header = [name.strip() for name in header]
+    if 'pxname' not in header or 'svname' not in header:
+        raise HAProxyError('The "show stat" header has no pxname/svname column: %s' % header_line[:200])
+    rows = []
+    for values in csv.reader(lines[1:]):
+        values = values + [''] * (len(header) - len(values))
+        row = {}
+        for name, value in zip(header, values):
+            if name and name != '-':
+                row[name] = value
+        rows.append(row)
+    return rows
+
+
+def parse_servers_state(text):
+    """Parse C(show servers state) output (a version line, a C(#) header, space separated rows).
+
+    Returns a list of dicts keyed by the header names (C(be_name), C(srv_name), C(srv_op_state),
+    C(srv_admin_state), ...); values stay strings. Empty input gives an empty list; anything that
+    is not this format (HAProxy's C(Can't find backend.) for example) raises C(HAProxyError).
+    """
+    lines = [line for line in to_text(text).splitlines() if line.strip()]
+    if not lines:
+        return []
+    version = lines[0].strip()
+    if not version.isdigit():
+        raise HAProxyError('Expected "show servers state" output starting with a version line, got: %s' % version[:200])
+    if version != '1':
+        raise HAProxyError('Unsupported "show servers state" format version %s (this collection reads version 1).' % version)
+    if len(lines) < 2 or not lines[1].startswith('#'):
+        raise HAProxyError('The "show servers state" output has no "# be_id be_name ..." header line.')
+    header = lines[1].lstrip('#').split()
+    rows = []
+    for line in lines[2:]:
+        if line.startswith('#'):
+            continue
+        values = line.split()
+        values = values + [''] * (len(header) - len(values))
+        rows.append(dict(zip(header, values)))
+    return rows
+
+
+def parse_info(text):
+    """Parse C(show info) output (C(Name: value) lines) into a dict of strings."""
+    info = {}
+    for line in to_text(text).splitlines():
+        if ':' not in line:
+            continue
+        key, value = line.split(':', 1)
+        info[key.strip()] = value.strip()
+    if to_text(text).strip() and not info:
+        raise HAProxyError('Expected "show info" output ("Name: value" lines), got: %s' % _first_line(to_text(text))[:200])
+    return info
+
+
+def admin_state_name(admin_state):
+    """C(ready), C(drain) or C(maint) for a C(srv_admin_state) bit field, as HAProxy itself names it."""
+    if admin_state & ADMF_MAINT:
+        return 'maint'
+    if admin_state & ADMF_DRAIN:
+        return 'drain'
+    return 'ready'
+
+
+def status_admin_state(status):
+    """The admin state implied by a C(show stat) C(status) value (C(MAINT*), C(DRAIN*) or anything else).
+
+    Only a fallback: HAProxy shows C(DOWN) for a stopped server even when it is in drain.
+    """
+    status = (status or '').strip().upper()
+    if status.startswith('MAINT'):
+        return 'maint'
+    if status.startswith('DRAIN'):
+        return 'drain'
+    return 'ready'
+
+
+class HAProxyRuntime(object):
+    """One HAProxy runtime API endpoint: a unix socket or a TCP address."""
+
+    def __init__(self, socket_path=None, host=None, port=None, timeout=5.0):
+        if bool(socket_path) == bool(host):
+            raise HAProxyError('Give exactly one of an HAProxy runtime socket path or a host (and port).')
+        if host and not port:
+            raise HAProxyError('The HAProxy runtime API at host %s needs a port.' % host)
+        self.socket_path = socket_path
+        self.host = host
+        self.port = int(port) if port else None
+        self.timeout = float(timeout)
+
+    def describe(self):
+        if self.socket_path:
+            return 'HAProxy runtime socket %s' % self.socket_path
+        return 'HAProxy runtime API at %s:%s' % (self.host, self.port)
+
+    def _connect(self):
+        where = self.describe()
+        try:
+            if self.socket_path:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.settimeout(self.timeout)
+                try:
+                    sock.connect(self.socket_path)
+                except Exception:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except socket.timeout:
+            raise HAProxyConnectionError('%s: no connection within %.1f seconds; is HAProxy overloaded or the address wrong?' % (where, self.timeout))
+        except (IOError, OSError) as exc:
+            code = getattr(exc, 'errno', None)
+            if code == errno.ENOENT:
+                hint = ('the socket does not exist; is HAProxy running, and does its global section have '
+                        '"stats socket %s level admin"?' % self.socket_path)
+            elif code in (errno.EACCES, errno.EPERM):
+                hint = 'permission denied; run the task with become (or as a user allowed on the socket)'
+            elif code == errno.ECONNREFUSED:
+                hint = 'connection refused; nothing is listening (HAProxy stopped, or a stale socket file)'
+            else:
+                hint = to_text(exc)
+            raise HAProxyConnectionError('Cannot connect to %s: %s.' % (where, hint))
+        return sock
+
+    def command(self, cmd):
+        """Send one command and return HAProxy's complete answer as text."""
+        if not cmd or '\n' in cmd or '\r' in cmd or ';' in cmd:
+            raise HAProxyError('Refusing to send %r to HAProxy: one command per call, without ";" or newlines.' % cmd)
+        where = self.describe()
+        sock = self._connect()
+        chunks = []
+        total = 0
+        deadline = time.monotonic() + self.timeout
+        try:
+            sock.sendall(to_bytes(cmd) + b'\n')
+            while True:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise socket.timeout()
+                sock.settimeout(remaining)
+                data = sock.recv(65536)
+                if not data:
+                    break
+                chunks.append(data)
+                total += len(data)
+                if total > MAX_RESPONSE_BYTES:
+                    raise HAProxyError('%s: the answer to "%s" is larger than %d bytes; giving up.' % (where, cmd, MAX_RESPONSE_BYTES))
+        except socket.timeout:
+            raise HAProxyConnectionError('%s: no complete answer to "%s" within %.1f seconds.' % (where, cmd, self.timeout))
+        except (IOError, OSError) as exc:
+            raise HAProxyConnectionError('%s: "%s" failed: %s.' % (where, cmd, to_text(exc)))
+        finally:
+            sock.close()
+        return to_text(b''.join(chunks), errors='surrogate_or_replace')
+
+    def show_stat(self):
+        text = self.command('show stat')
+        try:
+            return parse_stat_csv(text)
+        except HAProxyError as exc:
+            raise HAProxyError('%s: %s' % (self.describe(), exc))
+
+    def show_info(self):
+        return parse_info(self.command('show info'))
+
+    def servers_state(self, backend=None):
+        """Rows of C(show servers state), for one backend if given."""
+        cmd = 'show servers state'
+        if backend is not None:
+            cmd += ' ' + validate_name('backend', backend)
+        text = self.command(cmd)
+        try:
+            return parse_servers_state(text)
+        except HAProxyError as exc:
+            raise HAProxyError('%s: "%s" failed: %s' % (self.describe(), cmd, exc))
+
+    def server_stat(self, backend, server):
+        """The C(show stat) row of C(backend)/C(server)."""
+        validate_name('backend', backend)
+        validate_name('server', server)
+        rows = self.show_stat()
+        for row in rows:
+            if row.get('pxname') == backend and row.get('svname') == server and server not in ('FRONTEND', 'BACKEND'):
+                return row
+        raise self._unknown(rows, backend, server)
+
+    def _unknown(self, rows, backend, server):
+        backends = sorted(set(r['pxname'] for r in rows if r.get('svname') == 'BACKEND'))
+        servers = [r['svname'] for r in rows if r.get('pxname') == backend and r.get('svname') not in ('FRONTEND', 'BACKEND')]
+        if backend not in backends and not servers:
+            return HAProxyError('%s has no backend %r (so no server %s/%s). Known backends: %s.' % (
+                self.describe(), backend, backend, server, ', '.join(backends) or 'none'))
+        return HAProxyError('%s has no server %r in backend %r. Servers of %s: %s.' % (
+            self.describe(), server, backend, backend, ', '.join(servers) or 'none'))
+
+    def set_server_state(self, backend, server, state):
+        """C(set server backend/server state ready|drain|maint); HAProxy answers nothing on success."""
+        validate_name('backend', backend)
+        validate_name('server', server)
+        if state not in SERVER_STATES:
+            raise HAProxyError('Unknown HAProxy server state %r; expected one of %s.' % (state, ', '.join(SERVER_STATES)))
+        cmd = 'set server %s/%s state %s' % (backend, server, state)
+        answer = self.command(cmd).strip()
+        if answer and answer.upper() != 'OK':
+            hint = ''
+            if 'permission denied' in answer.lower():
+                hint = ' The socket needs "level admin" in the HAProxy "stats socket" line.'
+            raise HAProxyError('%s refused "%s": %s%s' % (self.describe(), cmd, _first_line(answer)[:300], hint))

@@ -1,0 +1,147 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""HAProxy adapter: one server of one backend, through the runtime API.
+
+Private to this collection. The admin state (what this adapter sets) is read from the
+C(srv_admin_state) bits of C(show servers state), because C(show stat)'s C(status) column mixes
+admin and operational state: a stopped server in drain shows C(DOWN), not C(DRAIN). The operational
+status, the health check result and the session counts come from C(show stat). On HAProxy
+versions without C(show servers state) the C(status) column is the fallback.
+"""
+
+from __future__ import annotations
+
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import (
+    ADMF_DRAIN,
+    ADMF_FDRAIN,
+    ADMF_FMAINT,
+    ADMF_IDRAIN,
+    ADMF_IMAINT,
+    ADMF_RMAINT,
+    OP_STATES,
+    HAProxyConnectionError,
+    HAProxyError,
+    HAProxyRuntime,
+    admin_state_name,
+    status_admin_state,
+    validate_name,
+)
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb import Adapter, LBError
+
+TO_HAPROXY = {'ready': 'ready', 'draining': 'drain', 'maintenance': 'maint'}
+FROM_HAPROXY = {'ready': 'ready', 'drain': 'draining', 'maint': 'maintenance'}
+
+
+def _int(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+class HAProxyAdapter(Adapter):
+    kind = 'haproxy'
+
+    def __init__(self, params):
+        super(HAProxyAdapter, self).__init__()
+        # Names are checked before anything is sent to the socket.
+        self.backend = validate_name('backend', params.get('backend'))
+        self.server = validate_name('server', params.get('server'))
+        self.runtime = HAProxyRuntime(socket_path=params.get('socket'), host=params.get('host'), port=params.get('port'),
+                                      timeout=params.get('timeout') or 5.0)
+
+    def describe(self):
+        return 'HAProxy server %s/%s (%s)' % (self.backend, self.server, self.runtime.describe())
+
+    def _server_state_row(self):
+        """The C(show servers state) row, or None when this HAProxy cannot give it (fallback to C(show stat))."""
+        try:
+            rows = self.runtime.servers_state(self.backend)
+        except HAProxyConnectionError:
+            raise
+        except HAProxyError as exc:
+            # An unknown command or format: an HAProxy older than 1.6. Fall back to the status column.
+            return None, str(exc)
+        for row in rows:
+            if row.get('be_name') == self.backend and row.get('srv_name') == self.server:
+                return row, None
+        return None, 'no row for %s/%s in "show servers state"' % (self.backend, self.server)
+
+    def _get_state(self):
+        stat = self.runtime.server_stat(self.backend, self.server)
+        status = stat.get('status', '')
+        row, why_not = self._server_state_row()
+        raw = {
+            'backend': self.backend,
+            'server': self.server,
+            'status': status,
+            'check_status': stat.get('check_status', ''),
+            'check_desc': stat.get('check_desc', ''),
+            'weight': _int(stat.get('weight')),
+            'scur': _int(stat.get('scur')),
+            'qcur': _int(stat.get('qcur')),
+            'addr': stat.get('addr', ''),
+        }
+        if row is not None:
+            admin = _int(row.get('srv_admin_state')) or 0
+            op_state = _int(row.get('srv_op_state'))
+            haproxy_state = admin_state_name(admin)
+            raw.update({
+                'admin_source': 'show servers state',
+                'admin_state': admin,
+                'admin_state_name': haproxy_state,
+                'op_state': op_state,
+                'op_state_name': OP_STATES.get(op_state, 'unknown'),
+                'admin_flags': self._flags(admin),
+            })
+        else:
+            haproxy_state = status_admin_state(status)
+            raw.update({'admin_source': 'show stat status', 'admin_state_name': haproxy_state,
+                        'admin_fallback_reason': why_not})
+        in_flight = None
+        if raw['scur'] is not None or raw['qcur'] is not None:
+            in_flight = (raw['scur'] or 0) + (raw['qcur'] or 0)
+        return {
+            'state': FROM_HAPROXY[haproxy_state],
+            'operational_status': status,
+            'raw': raw,
+            'in_flight': in_flight,
+        }
+
+    @staticmethod
+    def _flags(admin):
+        names = []
+        for bit, name in ((ADMF_FMAINT, 'forced maintenance'), (ADMF_IMAINT, 'maintenance inherited from a tracked server'),
+                          (ADMF_RMAINT, 'maintenance after a name resolution failure'), (ADMF_FDRAIN, 'forced drain'),
+                          (ADMF_IDRAIN, 'drain inherited from a tracked server')):
+            if admin & bit:
+                names.append(name)
+        return names
+
+    def set_state(self, state):
+        if state not in TO_HAPROXY:
+            raise LBError('%s: unknown state %r.' % (self.describe(), state))
+        self.runtime.set_server_state(self.backend, self.server, TO_HAPROXY[state])
+
+    def verify(self, state):
+        info = self.get_state()
+        raw = info['raw']
+        ok = info['state'] == state
+        detail = '%s: admin state %s (from %s), status %s' % (
+            self.describe(), raw.get('admin_state_name'), raw.get('admin_source'), raw.get('status'))
+        if not ok:
+            admin = raw.get('admin_state') or 0
+            if state == 'ready' and admin & (ADMF_IMAINT | ADMF_IDRAIN):
+                detail += '; the state is inherited from the server this one tracks: change that one instead'
+            elif state == 'ready' and admin & ADMF_RMAINT:
+                detail += '; HAProxy cannot resolve the server address, fix DNS first'
+            elif state == 'draining' and admin & ADMF_DRAIN == 0 and admin & (ADMF_IMAINT | ADMF_RMAINT):
+                detail += '; maintenance is not forced by this module (inherited or DNS) and overrides drain'
+        return ok, detail
+
+    def in_flight(self):
+        stat = self.runtime.server_stat(self.backend, self.server)
+        scur, qcur = _int(stat.get('scur')), _int(stat.get('qcur'))
+        if scur is None and qcur is None:
+            return None
+        return (scur or 0) + (qcur or 0)

@@ -1,0 +1,142 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Process and cgroup helpers read from C(/proc). Linux only; stdlib only.
+
+Private to this collection. Every function takes C(proc_root) so tests can point it at a copy.
+
+A process belongs to a systemd unit when its cgroup path, in the hierarchy systemd tracks processes
+with, has the unit's name as a path component. That covers:
+
+* cgroup v2 (C(0::/system.slice/model-server@a.service)) and the v1 C(name=systemd) hierarchy
+  (C(1:name=systemd:/system.slice/model-server@a.service));
+* systemd inside a container with C(cgroupns=host), where paths carry the container's prefix
+  (C(/docker/<id>/system.slice/...), C(/system.slice/docker-<id>.scope/system.slice/...));
+* sub-cgroups a unit created under its own (C(Delegate=yes)): C(/system.slice/x.service/worker).
+
+So processes that outlived the unit's main process (forked workers, a CUDA helper left behind) are
+found as long as they stay in the unit's cgroup, which is where systemd leaves them.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import signal
+
+# Hierarchies systemd tracks processes in. When a cgroup file has one of these lines only those are
+# read; otherwise (unusual layouts) every line is.
+_TRACKING = ('name=systemd',)
+
+
+def list_pids(proc_root='/proc'):
+    """All numeric entries of C(proc_root), as ints (processes, not threads)."""
+    try:
+        names = os.listdir(proc_root)
+    except OSError:
+        return []
+    return sorted(int(name) for name in names if name.isdigit())
+
+
+def _read(path, mode='r'):
+    with open(path, mode) as handle:
+        return handle.read()
+
+
+def parse_cgroup(text):
+    """C((hierarchy_id, controllers, path)) tuples from the text of a C(/proc/<pid>/cgroup) file."""
+    entries = []
+    for line in text.splitlines():
+        line = line.strip()
+        if not line:
+            continue
+        parts = line.split(':', 2)
+        if len(parts) != 3:
+            continue
+        entries.append((parts[0], parts[1], parts[2]))
+    return entries
+
+
+def tracking_paths(entries):
+    """The cgroup paths of the hierarchies systemd tracks processes in (see C(_TRACKING))."""
+    chosen = [path for hid, controllers, path in entries
+              if controllers in _TRACKING or (hid == '0' and controllers == '')]
+    if chosen:
+        return chosen
+    return [path for dummy, dummy2, path in entries]
+
+
+def path_in_unit(path, unit):
+    """Whether the cgroup C(path) lies in C(unit)'s cgroup (the unit name is one of its components)."""
+    return unit in path.rstrip('/').split('/')
+
+
+def cgroup_in_unit(text, unit):
+    """Whether the C(/proc/<pid>/cgroup) C(text) puts the process in C(unit)."""
+    return any(path_in_unit(path, unit) for path in tracking_paths(parse_cgroup(text)))
+
+
+def read_cgroup(pid, proc_root='/proc'):
+    """The text of C(/proc/<pid>/cgroup), or C(None) if the process is gone or unreadable."""
+    try:
+        return _read(os.path.join(proc_root, str(pid), 'cgroup'))
+    except (IOError, OSError):
+        return None
+
+
+def pid_in_unit(pid, unit, proc_root='/proc'):
+    text = read_cgroup(pid, proc_root)
+    return text is not None and cgroup_in_unit(text, unit)
+
+
+def unit_pids(unit, proc_root='/proc'):
+    """PIDs of every process in C(unit)'s cgroup (main process, workers, survivors), sorted.
+
+    Processes that vanish while scanning are skipped. C(/proc/<pid>/cgroup) is world-readable, so
+    this needs no privileges.
+    """
+    return [pid for pid in list_pids(proc_root) if pid_in_unit(pid, unit, proc_root)]
+
+
+def process_info(pid, proc_root='/proc'):
+    """C({pid, comm, cmdline}) for a process; C(comm)/C(cmdline) are C(None) when it is gone."""
+    base = os.path.join(proc_root, str(pid))
+    comm = None
+    cmdline = None
+    try:
+        comm = _read(os.path.join(base, 'comm')).rstrip('\n')
+    except (IOError, OSError):
+        pass
+    try:
+        raw = _read(os.path.join(base, 'cmdline'), 'rb')
+        cmdline = raw.rstrip(b'\0').replace(b'\0', b' ').decode('utf-8', 'replace') or None
+    except (IOError, OSError):
+        pass
+    return {'pid': int(pid), 'comm': comm, 'cmdline': cmdline}
+
+
+def process_name(pid, proc_root='/proc'):
+    """The best short name of a process: C(comm), else the first word of C(cmdline), else C(None)."""
+    info = process_info(pid, proc_root)
+    if info['comm']:
+        return info['comm']
+    if info['cmdline']:
+        return info['cmdline'].split(' ', 1)[0]
+    return None
+
+
+def kill_in_unit(pid, unit, proc_root='/proc', sig=signal.SIGKILL, kill=os.kill):
+    """Send C(sig) to C(pid) only if it is (still) in C(unit)'s cgroup.
+
+    The cgroup is read again right before the kill, so a PID reused by an unrelated process is never
+    signalled. Returns C('killed'), C('gone') (no such process) or C('not_in_unit'). A permission
+    error propagates as C(OSError) for the caller to report.
+    """
+    if not pid_in_unit(pid, unit, proc_root):
+        return 'gone' if read_cgroup(pid, proc_root) is None else 'not_in_unit'
+    try:
+        kill(pid, sig)
+    except OSError as exc:
+        if exc.errno == errno.ESRCH:
+            return 'gone'
+        raise
+    return 'killed'

@@ -1,0 +1,368 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""C(systemctl show) parsing and exit classification.
+
+Private to this collection. Nothing here runs a command: callers pass C(systemctl show) text in and
+get plain dicts back, so the parsing is tested on real captured output.
+
+Classification of how a service ended (C(classify())):
+
+* C(clean): C(Result=success). systemd already folds in what counts as a clean exit: exit status 0,
+  the signals SIGHUP, SIGINT, SIGTERM and SIGPIPE (C(ExecMainCode=2), C(ExecMainStatus=15) for a
+  service killed by its own stop's SIGTERM), and whatever C(SuccessExitStatus=) adds.
+* C(timeout_killed): C(Result=timeout): a stop (or start) timed out and systemd sent SIGKILL.
+* C(failed): C(Result=exit-code), and the other failure results (C(resources), C(protocol),
+  C(watchdog), C(start-limit-hit), ...): the raw C(result) says which.
+* C(signal): C(Result=signal), C(core-dump) or C(oom-kill): killed by a signal it did not handle
+  as a clean exit (SIGKILL, SIGSEGV, SIGABRT, ...) outside a stop timeout.
+* C(not_found): C(LoadState=not-found).
+* C(running): the unit is still active, activating, deactivating or reloading.
+
+C(ExecMainCode) is the C(si_code) of the main process's SIGCHLD (Linux C(CLD_*)): 0 not exited yet,
+1 C(CLD_EXITED) (C(ExecMainStatus) is the exit status), 2 C(CLD_KILLED) and 3 C(CLD_DUMPED)
+(C(ExecMainStatus) is the signal number).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+
+SHOW_PROPERTIES = (
+    'Id', 'LoadState', 'ActiveState', 'SubState', 'Result', 'UnitFileState',
+    'MainPID', 'ExecMainPID', 'ExecMainCode', 'ExecMainStatus', 'TimeoutStopUSec',
+    'KillMode', 'ControlGroup', 'SuccessExitStatus', 'NeedDaemonReload', 'FragmentPath',
+)
+
+CLD_EXITED = 1
+CLD_KILLED = 2
+CLD_DUMPED = 3
+
+# Signals systemd counts as a clean exit of a (non-oneshot) service's main process.
+CLEAN_SIGNALS = frozenset((1, 2, 13, 15))  # SIGHUP, SIGINT, SIGPIPE, SIGTERM
+
+ACTIVE_STATES = frozenset(('active', 'activating', 'deactivating', 'reloading', 'refreshing'))
+
+SIGNAL_NAMES = {
+    1: 'SIGHUP', 2: 'SIGINT', 3: 'SIGQUIT', 4: 'SIGILL', 5: 'SIGTRAP', 6: 'SIGABRT', 7: 'SIGBUS',
+    8: 'SIGFPE', 9: 'SIGKILL', 10: 'SIGUSR1', 11: 'SIGSEGV', 12: 'SIGUSR2', 13: 'SIGPIPE',
+    14: 'SIGALRM', 15: 'SIGTERM',
+}
+
+CLASSIFICATIONS = ('clean', 'timeout_killed', 'failed', 'signal', 'not_found', 'running')
+
+_UNIT_SUFFIXES = ('service', 'socket', 'device', 'mount', 'automount', 'swap', 'target', 'path',
+                  'timer', 'slice', 'scope')
+
+_TIMESPAN_UNITS = (
+    # matched against the whole run of letters after a number, so order does not matter
+    ('usec', 1e-6), ('us', 1e-6), ('\u00b5s', 1e-6),
+    ('msec', 1e-3), ('ms', 1e-3),
+    ('seconds', 1.0), ('second', 1.0), ('sec', 1.0), ('s', 1.0),
+    ('minutes', 60.0), ('minute', 60.0), ('min', 60.0), ('m', 60.0),
+    ('hours', 3600.0), ('hour', 3600.0), ('hr', 3600.0), ('h', 3600.0),
+    ('days', 86400.0), ('day', 86400.0), ('d', 86400.0),
+    ('weeks', 604800.0), ('week', 604800.0), ('w', 604800.0),
+    ('months', 2629800.0), ('month', 2629800.0), ('M', 2629800.0),
+    ('years', 31557600.0), ('year', 31557600.0), ('y', 31557600.0),
+)
+_TIMESPAN_TOKEN = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z\u00b5]*)')
+
+
+class SystemdParseError(Exception):
+    """C(systemctl show) output could not be read."""
+
+
+def normalize_unit_name(name):
+    """Return C(name) with C(.service) appended when it has no unit-type suffix.
+
+    C(model-server@llama) becomes C(model-server@llama.service); C(foo.socket) stays.
+    """
+    name = name.strip()
+    if '.' in name and name.rsplit('.', 1)[1] in _UNIT_SUFFIXES:
+        return name
+    return name + '.service'
+
+
+def parse_show(text):
+    """Parse C(systemctl show) output into a list of dicts, one per unit.
+
+    Lines are C(KEY=VALUE); the value is everything after the first C(=) (values such as
+    C(Environment=A=b) and C(ExecStart={ path=... }) contain more). Units are separated by a blank
+    line when several are shown. Lines without C(=) are ignored.
+    """
+    units = []
+    current = {}
+    for raw in text.splitlines():
+        line = raw.rstrip('\r')
+        if not line.strip():
+            if current:
+                units.append(current)
+                current = {}
+            continue
+        if '=' not in line:
+            continue
+        key, value = line.split('=', 1)
+        current[key] = value
+    if current:
+        units.append(current)
+    return units
+
+
+def parse_show_one(text, unit=''):
+    """Parse C(systemctl show) output of exactly one unit; raise C(SystemdParseError) otherwise."""
+    units = parse_show(text)
+    if not units:
+        raise SystemdParseError('systemctl show %s printed no KEY=VALUE properties: %r' % (unit, text[:200]))
+    if len(units) > 1:
+        raise SystemdParseError('systemctl show %s printed %d units where one was expected' % (unit, len(units)))
+    return units[0]
+
+
+def parse_timespan(value):
+    """Seconds (float) from a systemd time span such as C(1min 30s), C(90s), C(500ms), C(1h).
+
+    Returns C(None) for C(infinity), empty or unreadable values. A bare number is microseconds, as
+    C(systemctl show) prints C(*USec) properties with C(--value) on some versions.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    if not value or value == 'infinity':
+        return None
+    if value.isdigit():
+        return int(value) / 1e6
+    total = 0.0
+    pos = 0
+    while pos < len(value):
+        match = _TIMESPAN_TOKEN.match(value, pos)
+        if not match or match.end() == pos:
+            return None
+        number, unit = match.group(1), match.group(2)
+        factor = None
+        if not unit:
+            factor = 1.0
+        else:
+            for name, mult in _TIMESPAN_UNITS:
+                if unit == name:
+                    factor = mult
+                    break
+        if factor is None:
+            return None
+        total += float(number) * factor
+        pos = match.end()
+        while pos < len(value) and value[pos] == ' ':
+            pos += 1
+    return total
+
+
+def format_timespan(seconds):
+    """A systemd time span for C(seconds) (int or float), e.g. C(90s) or C(1500ms)."""
+    if float(seconds) == int(seconds):
+        return '%ds' % int(seconds)
+    return '%dms' % int(round(float(seconds) * 1000))
+
+
+def _int_or_none(value):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _success_statuses(value):
+    """Exit codes and signal numbers from a C(SuccessExitStatus=) value.
+
+    systemd prints it as C(1 2 SIGKILL) on older versions and as a structured list on newer ones;
+    only bare numbers and signal names are taken.
+    """
+    codes = set()
+    signals = set()
+    if not value:
+        return codes, signals
+    name_to_num = dict((v, k) for k, v in SIGNAL_NAMES.items())
+    for token in re.split(r'[\s,;{}\[\]()]+', value):
+        if not token:
+            continue
+        if token.isdigit():
+            codes.add(int(token))
+        elif token.upper() in name_to_num:
+            signals.add(name_to_num[token.upper()])
+        elif 'SIG' + token.upper() in name_to_num:
+            signals.add(name_to_num['SIG' + token.upper()])
+    return codes, signals
+
+
+def classify(props):
+    """Classify how a unit ended from its C(systemctl show) properties. See the module docstring."""
+    load_state = props.get('LoadState', '')
+    active_state = props.get('ActiveState', '')
+    result = props.get('Result', '')
+    if load_state == 'not-found':
+        return 'not_found'
+    if active_state in ACTIVE_STATES:
+        return 'running'
+    if result == 'success':
+        return 'clean'
+    if result == 'timeout':
+        return 'timeout_killed'
+    if result in ('signal', 'core-dump', 'oom-kill'):
+        return 'signal'
+    if result:
+        return 'failed'
+    # No Result property (very old systemd): read the main process's exit.
+    code = _int_or_none(props.get('ExecMainCode'))
+    status = _int_or_none(props.get('ExecMainStatus'))
+    ok_codes, ok_signals = _success_statuses(props.get('SuccessExitStatus'))
+    if code in (None, 0):
+        return 'clean' if active_state != 'failed' else 'failed'
+    if code == CLD_EXITED:
+        return 'clean' if status == 0 or status in ok_codes else 'failed'
+    if code == CLD_KILLED and (status in CLEAN_SIGNALS or status in ok_signals):
+        return 'clean'
+    if code in (CLD_KILLED, CLD_DUMPED):
+        return 'signal'
+    return 'failed'
+
+
+def describe_exit(props):
+    """A short human description of the main process's exit, e.g. C(killed by SIGKILL)."""
+    code = _int_or_none(props.get('ExecMainCode'))
+    status = _int_or_none(props.get('ExecMainStatus'))
+    if code == CLD_EXITED:
+        return 'exited with status %s' % status
+    if code in (CLD_KILLED, CLD_DUMPED):
+        name = SIGNAL_NAMES.get(status, 'signal %s' % status)
+        return '%s by %s' % ('killed' if code == CLD_KILLED else 'dumped core on', name)
+    return 'main process has not exited'
+
+
+def is_active(props):
+    return props.get('ActiveState', '') in ACTIVE_STATES
+
+
+def is_masked(props):
+    return props.get('LoadState') == 'masked' or props.get('UnitFileState', '') in ('masked', 'masked-runtime')
+
+
+def unit_record(props):
+    """The per-unit fields every caller reports, from C(systemctl show) properties (raw kept)."""
+    timeout_raw = props.get('TimeoutStopUSec')
+    return {
+        'classification': classify(props),
+        'load_state': props.get('LoadState'),
+        'active_state': props.get('ActiveState'),
+        'sub_state': props.get('SubState'),
+        'result': props.get('Result'),
+        'unit_file_state': props.get('UnitFileState'),
+        'exec_main_code': _int_or_none(props.get('ExecMainCode')),
+        'exec_main_status': _int_or_none(props.get('ExecMainStatus')),
+        'exec_main_pid': _int_or_none(props.get('ExecMainPID')),
+        'main_pid': _int_or_none(props.get('MainPID')),
+        'timeout_stop_sec': parse_timespan(timeout_raw),
+        'timeout_stop_raw': timeout_raw,
+        'kill_mode': props.get('KillMode'),
+        'control_group': props.get('ControlGroup') or None,
+    }
+
+
+def show_argv(systemctl, unit, properties=SHOW_PROPERTIES):
+    """The argv of C(systemctl show) for one unit and the properties this collection reads."""
+    return [systemctl, 'show', unit, '--no-pager', '--property=%s' % ','.join(properties)]
+
+
+# ------------------------------------------------------------------------------------- commands
+
+DROPIN_NAME = 'zz-modelops-stop-timeout.conf'
+RUNTIME_UNIT_DIR = '/run/systemd/system'
+
+
+class SystemctlError(Exception):
+    """A systemctl command failed; the message names the unit and command and says what it printed."""
+
+    def __init__(self, message, rc=None):
+        super(SystemctlError, self).__init__(message)
+        self.rc = rc
+
+
+class Systemctl(object):
+    """Thin argv-list wrapper over systemctl. C(run(argv)) returns C((rc, stdout, stderr))."""
+
+    def __init__(self, run, path='systemctl'):
+        self.run = run
+        self.path = path
+
+    def _call(self, args, unit, what):
+        argv = [self.path] + list(args)
+        rc, out, err = self.run(argv)
+        if rc != 0:
+            said = ' '.join(((err or '') + ' ' + (out or '')).split())[:400]
+            raise SystemctlError('%s of %s failed: %s exited with rc %s%s'
+                                 % (what, unit, ' '.join(argv), rc, (' (it said: %s)' % said) if said else ''), rc=rc)
+        return out
+
+    def show(self, unit):
+        out = self._call(show_argv(self.path, unit)[1:], unit, 'systemctl show')
+        try:
+            return parse_show_one(out, unit)
+        except SystemdParseError as exc:
+            raise SystemctlError(str(exc))
+
+    def stop(self, unit):
+        return self._call(['stop', unit], unit, 'Stopping')
+
+    def disable(self, unit, runtime=False):
+        return self._call(['disable'] + (['--runtime'] if runtime else []) + [unit], unit, 'Disabling')
+
+    def mask(self, unit, runtime=False):
+        return self._call(['mask'] + (['--runtime'] if runtime else []) + [unit], unit, 'Masking')
+
+    def daemon_reload(self, unit=''):
+        return self._call(['daemon-reload'], unit or 'the systemd manager', 'daemon-reload for')
+
+
+def dropin_path(unit, runtime_dir=RUNTIME_UNIT_DIR):
+    """Where the stop-timeout runtime drop-in of C(unit) lives."""
+    return os.path.join(runtime_dir, unit + '.d', DROPIN_NAME)
+
+
+def write_stop_timeout_dropin(unit, seconds, runtime_dir=RUNTIME_UNIT_DIR):
+    """Write a runtime drop-in setting C(TimeoutStopSec=) for C(unit) (mode 0644); return its path.
+
+    C(/run) is not persistent, so a drop-in left behind by a crash is gone at the next boot. The
+    name sorts after ordinary drop-ins (C(override.conf), C(50-*.conf)), so it wins; the caller
+    still verifies the effective value after C(daemon-reload).
+    """
+    path = dropin_path(unit, runtime_dir)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        os.makedirs(directory, 0o755)
+    content = ('# Written by modelops.shutdown.unit_stop for one stop of %s; removed afterwards.\n'
+               '[Service]\nTimeoutStopSec=%s\n' % (unit, format_timespan(seconds)))
+    tmp = path + '.tmp'
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        os.write(fd, content.encode('utf-8'))
+    finally:
+        os.close(fd)
+    os.chmod(tmp, 0o644)
+    os.rename(tmp, path)
+    return path
+
+
+def remove_stop_timeout_dropin(unit, runtime_dir=RUNTIME_UNIT_DIR):
+    """Remove the drop-in (and its directory when empty). Returns whether a file was removed."""
+    path = dropin_path(unit, runtime_dir)
+    removed = False
+    try:
+        os.unlink(path)
+        removed = True
+    except OSError as exc:
+        if exc.errno != errno.ENOENT:
+            raise
+    try:
+        os.rmdir(os.path.dirname(path))
+    except OSError:
+        pass
+    return removed

@@ -1,0 +1,494 @@
+#!/usr/bin/python
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: gpu_release_check
+short_description: Prove that a host's GPUs no longer hold a model's memory
+version_added: 0.1.0
+description:
+  - Waits until no compute process of the model remains on the host's GPUs (and, optionally, until
+    each GPU's used memory is under a threshold), then reports every GPU and holder it saw.
+  - Fails when the GPUs are not released by the deadline, naming each remaining holder's PID, name,
+    GPU and memory, and saying what to do.
+  - Which processes count is chosen with O(pids), O(unit) and O(process_name); any of them matching
+    makes a process count. With none of them, every compute process counts.
+  - Can SIGKILL processes left over in a stopped unit's cgroup (O(kill_orphans)); it never signals
+    any other process.
+  - A host with no GPU (no vendor tool and no C(/dev/nvidia<N>) or C(/dev/kfd) device) is released;
+    RV(gpus) is empty and RV(msg) says no GPU was found.
+author:
+  - modelops.shutdown contributors
+extends_documentation_fragment:
+  - modelops.shutdown.attributes
+attributes:
+  check_mode:
+    support: full
+    details:
+      - Polls as usual, which changes nothing. With O(kill_orphans=true) it kills nothing and returns
+        in RV(killed) the PIDs it would kill.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+    details:
+      - Only O(kill_orphans=true) changes anything; once the leftovers are gone a second run kills nothing.
+options:
+  backend:
+    description:
+      - Where GPU and process information comes from.
+      - V(auto) uses V(nvidia-smi) when it is on the PATH (or O(nvidia_smi_path) is set), else V(nvml)
+        when the C(pynvml) module imports and NVML initialises, else V(rocm-smi) when it is on the
+        PATH (or O(rocm_smi_path) is set), else V(proc).
+      - V(nvidia-smi) runs C(nvidia-smi --query-gpu) and C(--query-compute-apps) (CSV).
+      - V(nvml) uses the C(pynvml) bindings (Python package C(nvidia-ml-py)).
+      - V(rocm-smi) runs C(rocm-smi --showmeminfo vram --showpids --showproductname --showuniqueid --json).
+        rocm-smi does not say which GPU a process uses, so O(gpus) cannot exclude its processes.
+      - V(proc) scans C(/proc/*/fd) for processes with C(/dev/nvidia*) or C(/dev/kfd) open. It needs no
+        vendor tool but cannot see memory amounts, so it cannot check O(max_memory_used_mib). Root is
+        needed to read other users' processes; processes it cannot read make the check fail rather
+        than pass. It skips C(nvidia-persistenced), C(nv-hostengine), C(nvidia-powerd),
+        C(nv-fabricmanager) and C(nvidia-smi), which keep the devices open without holding a model.
+    type: str
+    default: auto
+    choices: [auto, nvidia-smi, nvml, rocm-smi, proc]
+  nvidia_smi_path:
+    description:
+      - Path of C(nvidia-smi) when it is not on the PATH.
+    type: path
+  rocm_smi_path:
+    description:
+      - Path of C(rocm-smi) when it is not on the PATH.
+    type: path
+  pids:
+    description:
+      - PIDs whose GPU use counts.
+    type: list
+    elements: int
+  unit:
+    description:
+      - A systemd unit whose processes count. That is every process in its cgroup, found in
+        C(/proc/*/cgroup) on each poll (so workers that outlived the main process are included), plus the
+        unit's last main process (C(ExecMainPID)) when C(systemctl) is available.
+      - A name without a unit-type suffix gets C(.service), so V(model-server@llama) means
+        C(model-server@llama.service).
+    type: str
+  process_name:
+    description:
+      - A Python regular expression searched in each holder's process name as the GPU tool reports
+        it, in C(/proc/<pid>/comm), and in its command line (so V(vllm) matches C(python3 -m vllm.entrypoints...)).
+    type: str
+  gpus:
+    description:
+      - Only look at these GPUs, given as indices (V(0)) or UUIDs (C(GPU-...), or C(MIG-...) for a MIG device).
+      - A GPU named here that the host does not have fails the task, unless the host has no GPU at all.
+    type: list
+    elements: str
+  no_processes:
+    description:
+      - Require that no matching compute process remains on the selected GPUs.
+    type: bool
+    default: true
+  max_memory_used_mib:
+    description:
+      - Also require each selected GPU's used memory to be at most this many MiB. A GPU whose used
+        memory is unknown fails this check.
+      - Required when O(no_processes=false).
+    type: int
+  timeout:
+    description:
+      - Seconds to wait for the release. The check runs at once and then every O(poll_interval)
+        seconds until it passes or the deadline is reached. V(0) checks once.
+      - With O(kill_orphans=true), a second wait of the same length follows the kill.
+    type: float
+    default: 30
+  poll_interval:
+    description:
+      - Seconds between checks.
+    type: float
+    default: 1
+  kill_orphans:
+    description:
+      - When the GPUs are not released by the deadline, send SIGKILL to the matching holders that are
+        in O(unit)'s cgroup, then wait again. Every PID's cgroup is read again just before it is
+        killed; processes outside the unit's cgroup are never signalled, and are reported instead.
+      - Requires O(unit).
+    type: bool
+    default: false
+notes:
+  - Processes are counted per GPU tool. V(nvidia-smi) and V(nvml) list compute processes only, so
+    graphics clients (an X server) do not count; under CUDA MPS the MPS server is the holder.
+  - On GPUs in MIG mode, nvidia-smi reports the parent GPU's UUID for each process; a MIG device UUID,
+    when reported, is mapped to its GPU with C(nvidia-smi -L).
+  - In the V(proc) backend the GPU index is the device minor number of C(/dev/nvidia<N>), which
+    usually, but not always, equals nvidia-smi's index.
+requirements:
+  - Linux.
+  - One of C(nvidia-smi), the Python package C(nvidia-ml-py) (for V(nvml)), C(rocm-smi), or none (V(proc)).
+seealso:
+  - module: modelops.shutdown.unit_stop
+'''
+
+EXAMPLES = r'''
+- name: Wait until the llama server's processes have left the GPUs, killing leftovers of its unit
+  modelops.shutdown.gpu_release_check:
+    unit: model-server@llama.service
+    timeout: 60
+    kill_orphans: true
+  become: true
+
+- name: Require GPUs 0 and 1 to be empty of vLLM processes and almost free of memory
+  modelops.shutdown.gpu_release_check:
+    process_name: vllm
+    gpus: [0, 1]
+    max_memory_used_mib: 1024
+    timeout: 120
+    poll_interval: 2
+
+- name: On a host without a vendor tool, scan /proc for processes holding the GPU devices
+  modelops.shutdown.gpu_release_check:
+    backend: proc
+    pids: "{{ model_server_pids }}"
+  become: true
+  register: gpu_check
+
+- name: Show what held the GPUs
+  ansible.builtin.debug:
+    var: gpu_check.holders
+'''
+
+RETURN = r'''
+released:
+  description: Whether the GPUs were released (no matching process, memory under the threshold).
+  returned: always
+  type: bool
+  sample: true
+gpus:
+  description:
+    - The selected GPUs, each with every compute process on it. Empty on a host without GPUs.
+    - For the V(proc) backend C(name) is the device path, and C(uuid) and memory are null.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - index: 0
+      uuid: GPU-00000000-0000-0000-0000-000000000000
+      name: NVIDIA H100 80GB HBM3
+      memory_used_mib: 59
+      memory_total_mib: 81559
+      holders:
+        - {pid: 21180, name: /root/tools/memhog, used_mib: 2296, unit: null, matched: true}
+  contains:
+    index:
+      description: GPU index (null for C(/dev/kfd) in the V(proc) backend).
+      type: int
+      returned: always
+      sample: 0
+    uuid:
+      description: GPU UUID, or the AMD unique ID; null when unknown.
+      type: str
+      returned: always
+      sample: GPU-00000000-0000-0000-0000-000000000000
+    name:
+      description: Product name (device path for the V(proc) backend).
+      type: str
+      returned: always
+      sample: NVIDIA H100 80GB HBM3
+    memory_used_mib:
+      description: Used memory in MiB; null when the tool cannot tell.
+      type: int
+      returned: always
+      sample: 59
+    memory_total_mib:
+      description: Total memory in MiB; null when the tool cannot tell.
+      type: int
+      returned: always
+      sample: 81559
+    holders:
+      description: Every compute process on this GPU.
+      type: list
+      elements: dict
+      returned: always
+      sample: [{pid: 21180, name: /root/tools/memhog, used_mib: 2296, unit: null, matched: true}]
+      contains:
+        pid:
+          description: Process ID.
+          type: int
+          returned: always
+          sample: 21180
+        name:
+          description: Process name as the GPU tool reports it.
+          type: str
+          returned: always
+          sample: /root/tools/memhog
+        used_mib:
+          description: GPU memory the process uses in MiB; null when reported as C([N/A]) or unknown.
+          type: int
+          returned: always
+          sample: 2296
+        unit:
+          description: O(unit) when the process is in its cgroup, else null.
+          type: str
+          returned: always
+          sample: model-server@llama.service
+        matched:
+          description: Whether the process counts (matches O(pids), O(unit) or O(process_name), or no filter was given).
+          type: bool
+          returned: always
+          sample: true
+holders:
+  description: The matching processes still on the selected GPUs at the last check.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {pid: 21198, name: ./gpu_burn, used_mib: 7484, gpu_uuid: GPU-00000000-0000-0000-0000-000000000000, gpu_index: 0, unit: null}
+  contains:
+    pid:
+      description: Process ID.
+      type: int
+      returned: always
+      sample: 21198
+    name:
+      description: Process name as the GPU tool reports it.
+      type: str
+      returned: always
+      sample: ./gpu_burn
+    used_mib:
+      description: GPU memory in MiB; null when unknown.
+      type: int
+      returned: always
+      sample: 7484
+    gpu_uuid:
+      description: UUID of the GPU (or MIG device) as the tool reported it; null when unknown.
+      type: str
+      returned: always
+      sample: GPU-00000000-0000-0000-0000-000000000000
+    gpu_index:
+      description: Index of the GPU; null when the tool does not say (rocm-smi, C(/dev/nvidiactl)).
+      type: int
+      returned: always
+      sample: 0
+    unit:
+      description: O(unit) when the process is in its cgroup, else null.
+      type: str
+      returned: always
+      sample: null
+killed:
+  description:
+    - PIDs sent SIGKILL because of O(kill_orphans). In check mode, the PIDs that would have been.
+  returned: always
+  type: list
+  elements: int
+  sample: [48211]
+unreadable_pids:
+  description: Matching processes whose open files could not be read (V(proc) backend without root).
+  returned: always
+  type: list
+  elements: int
+  sample: []
+backend:
+  description: The backend used.
+  returned: always
+  type: str
+  sample: nvidia-smi
+waited_seconds:
+  description: Seconds spent waiting, both waits included when O(kill_orphans) killed something.
+  returned: always
+  type: float
+  sample: 4.02
+msg:
+  description: What was found, or why the GPUs are not released and what to do.
+  returned: always
+  type: str
+  sample: GPUs released on gpu-host-3 after 4.0s (1 GPU checked)
+'''
+
+import os
+import re
+import socket
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
+from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
+from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
+from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
+
+
+def _exec_main_pid(module, unit):
+    """The unit's last main PID (C(ExecMainPID)), with its active state; C((None, None)) if unknown."""
+    systemctl = module.get_bin_path('systemctl')
+    if not systemctl:
+        return None, None
+    try:
+        props = _systemd.Systemctl(module.run_command, systemctl).show(unit)
+    except _systemd.SystemctlError as exc:
+        module.warn('Could not read the last main PID of %s: %s' % (unit, exc))
+        return None, None
+    if props.get('LoadState') == 'not-found':
+        module.warn('Unit %s is not loaded (LoadState=not-found); only processes still in a cgroup of that name count' % unit)
+    pid = _systemd.unit_record(props)['exec_main_pid']
+    return pid, props.get('ActiveState')
+
+
+def _make_query(module, backend):
+    run = module.run_command
+    if backend == 'nvidia-smi':
+        path = module.params['nvidia_smi_path'] or module.get_bin_path('nvidia-smi')
+        if not path:
+            raise _gpu.GpuError('nvidia-smi is not on the PATH; set nvidia_smi_path, or choose another backend', kind='tool_missing')
+        return lambda: _gpu.query_nvidia_smi(run, path)
+    if backend == 'rocm-smi':
+        path = module.params['rocm_smi_path'] or module.get_bin_path('rocm-smi')
+        if not path:
+            raise _gpu.GpuError('rocm-smi is not on the PATH; set rocm_smi_path, or choose another backend', kind='tool_missing')
+        return lambda: _gpu.query_rocm_smi(run, path)
+    if backend == 'nvml':
+        nvml = _gpu.import_pynvml()
+        return lambda: _gpu.query_nvml(nvml)
+    return lambda: _gpu.query_proc(skip_pids=(os.getpid(),))
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            backend=dict(type='str', default='auto', choices=['auto'] + list(_gpu.BACKENDS)),
+            nvidia_smi_path=dict(type='path'),
+            rocm_smi_path=dict(type='path'),
+            pids=dict(type='list', elements='int'),
+            unit=dict(type='str'),
+            process_name=dict(type='str'),
+            gpus=dict(type='list', elements='str'),
+            no_processes=dict(type='bool', default=True),
+            max_memory_used_mib=dict(type='int'),
+            timeout=dict(type='float', default=30),
+            poll_interval=dict(type='float', default=1),
+            kill_orphans=dict(type='bool', default=False),
+        ),
+        required_if=[
+            ('kill_orphans', True, ('unit',)),
+            ('no_processes', False, ('max_memory_used_mib',)),
+        ],
+        supports_check_mode=True,
+    )
+    params = module.params
+    host = socket.gethostname()
+    result = dict(changed=False, released=False, gpus=[], holders=[], killed=[], unreadable_pids=[],
+                  backend=None, waited_seconds=0.0, msg='')
+
+    if params['timeout'] < 0:
+        module.fail_json(msg='timeout must be 0 or more seconds, got %s' % params['timeout'], **result)
+    if params['poll_interval'] <= 0:
+        module.fail_json(msg='poll_interval must be more than 0 seconds, got %s' % params['poll_interval'], **result)
+    if params['max_memory_used_mib'] is not None and params['max_memory_used_mib'] < 0:
+        module.fail_json(msg='max_memory_used_mib must be 0 or more, got %s' % params['max_memory_used_mib'], **result)
+    name_regex = None
+    if params['process_name']:
+        try:
+            name_regex = re.compile(params['process_name'])
+        except re.error as exc:
+            module.fail_json(msg='process_name %r is not a valid regular expression: %s' % (params['process_name'], exc), **result)
+
+    unit = _systemd.normalize_unit_name(params['unit']) if params['unit'] else None
+    exec_main_pid, unit_active = _exec_main_pid(module, unit) if unit else (None, None)
+
+    requested = params['backend']
+    if requested == 'auto' and params['nvidia_smi_path']:
+        requested = 'nvidia-smi'
+    elif requested == 'auto' and params['rocm_smi_path']:
+        requested = 'rocm-smi'
+    backend = _gpu.choose_backend(requested, module.get_bin_path, _gpu.import_pynvml() if requested == 'auto' else None)
+    result['backend'] = backend
+
+    holder_filter = _gpu.HolderFilter(pids=params['pids'], unit=unit, exec_main_pid=exec_main_pid,
+                                      name_regex=name_regex, gpus=params['gpus'])
+
+    def probe():
+        return _gpu.evaluate(query(), holder_filter, params['no_processes'], params['max_memory_used_mib'])
+
+    def done(value):
+        # A GPU filter naming a GPU that is not there will not fix itself: stop waiting.
+        return value['ok'] or bool(value['missing_gpus'])
+
+    try:
+        query = _make_query(module, backend)
+        polled = poll_until(probe, done, params['timeout'], params['poll_interval'])
+    except _gpu.GpuError as exc:
+        result['msg'] = 'GPU check on %s failed (backend %s): %s' % (host, backend, exc)
+        module.fail_json(error_kind=exc.kind, **result)
+    waited = polled.waited_seconds
+    last = polled.last_value
+
+    def fill(value):
+        result.update(gpus=value['gpus'], holders=value['holders'], unreadable_pids=value['unreadable_pids'],
+                      waited_seconds=round(waited, 3))
+
+    fill(last)
+    if not last['all_gpus'] and not last['holders']:
+        result['released'] = True
+        result['unreadable_pids'] = []
+        result['msg'] = 'No GPU found on %s (backend %s)%s' % (host, backend, ': %s' % last['message'] if last['message'] else '')
+        module.exit_json(**result)
+
+    if last['missing_gpus']:
+        result['msg'] = ('GPU(s) %s given in gpus are not on %s (present: %s). What to do: fix the gpus option'
+                         % (', '.join(last['missing_gpus']), host,
+                            ', '.join('%s (%s)' % (g['index'], g['uuid'] or g['name']) for g in last['all_gpus'])))
+        module.fail_json(**result)
+
+    if polled.satisfied:
+        result['released'] = True
+        result['msg'] = 'GPUs released on %s after %.1fs (%d GPU%s checked)' % (
+            host, waited, len(last['gpus']), '' if len(last['gpus']) == 1 else 's')
+        module.exit_json(**result)
+
+    killed = []
+    if params['kill_orphans']:
+        pids = sorted(set(h['pid'] for h in last['holders'] if h.get('unit')))
+        if pids and module.check_mode:
+            result.update(killed=pids, changed=True)
+            remaining = [h for h in last['holders'] if not h.get('unit')]
+            if not remaining and not last['over_memory'] and not last['unreadable_pids']:
+                result['msg'] = ('Check mode: would send SIGKILL to PIDs %s left over in unit %s on %s, then check again'
+                                 % (', '.join(str(p) for p in pids), unit, host))
+                module.exit_json(**result)
+        elif pids:
+            for pid in pids:
+                try:
+                    outcome = _procs.kill_in_unit(pid, unit)
+                except OSError as exc:
+                    result.update(killed=killed, changed=bool(killed))
+                    result['msg'] = ('Could not SIGKILL PID %s of unit %s on %s: %s. What to do: run the task with become: true'
+                                     % (pid, unit, host, exc))
+                    module.fail_json(**result)
+                if outcome == 'killed':
+                    killed.append(pid)
+            result.update(killed=killed, changed=bool(killed))
+            try:
+                again = poll_until(probe, done, params['timeout'], params['poll_interval'])
+            except _gpu.GpuError as exc:
+                result['msg'] = 'GPU check on %s failed after killing PIDs %s (backend %s): %s' % (host, killed, backend, exc)
+                module.fail_json(error_kind=exc.kind, **result)
+            waited += again.waited_seconds
+            last = again.last_value
+            fill(last)
+            if again.satisfied:
+                result['released'] = True
+                result['msg'] = 'GPUs released on %s after SIGKILL of PIDs %s left over in unit %s (%.1fs)' % (
+                    host, ', '.join(str(p) for p in killed), unit, waited)
+                module.exit_json(**result)
+
+    why = _gpu.describe_blockers(last, params['max_memory_used_mib'], unit, params['kill_orphans'])
+    msg = 'GPUs on %s not released after %.1fs (backend %s): %s' % (host, waited, backend, why)
+    if unit and unit_active in _systemd.ACTIVE_STATES:
+        msg += '. Note: unit %s was still %s; stop it first (modelops.shutdown.unit_stop)' % (unit, unit_active)
+    result['msg'] = msg
+    module.fail_json(**result)
+
+
+if __name__ == '__main__':
+    main()

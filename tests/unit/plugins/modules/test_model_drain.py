@@ -1,0 +1,511 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import http.client
+import os
+import socket
+import threading
+import time
+
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.modelops.shutdown.plugins.modules import model_drain
+
+try:
+    from ansible_collections.modelops.shutdown.plugins.module_utils import _haproxy
+except ImportError as exc:  # written by another engineer
+    _haproxy = None
+    HAPROXY_SKIP = 'module_utils/_haproxy.py is not importable yet: %s' % exc
+else:
+    HAPROXY_SKIP = ''
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
+HAS_PROC = os.path.exists('/proc/net/tcp')
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+VLLM = fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
+
+
+def vllm_text(running, waiting=0):
+    return VLLM.replace(
+        'vllm:num_requests_running{model_name="facebook/opt-125m"} 0.0',
+        'vllm:num_requests_running{model_name="facebook/opt-125m"} %.1f' % running).replace(
+        'vllm:num_requests_waiting{model_name="facebook/opt-125m"} 0.0',
+        'vllm:num_requests_waiting{model_name="facebook/opt-125m"} %.1f' % waiting)
+
+
+# --- running main() ------------------------------------------------------------------------------
+
+class ModuleExit(Exception):
+    def __init__(self, failed, result):
+        super(ModuleExit, self).__init__(result.get('msg', ''))
+        self.failed = failed
+        self.result = result
+
+
+def run_module(args, check_mode=False, monkeypatch=None):
+    """Run model_drain.main() with C(args); return C((failed, result, warnings))."""
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(False, kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs['msg'] = msg
+        raise ModuleExit(True, kwargs)
+
+    def warn(self, warning):
+        warnings.append(warning)
+
+    args = dict(args)
+    if check_mode:
+        args['_ansible_check_mode'] = True
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', warn)
+    with patch_module_args(args):
+        with pytest.raises(ModuleExit) as exc:
+            model_drain.main()
+    return exc.value.failed, exc.value.result, warnings
+
+
+@pytest.fixture
+def run(monkeypatch):
+    def runner(args, check_mode=False):
+        return run_module(args, check_mode=check_mode, monkeypatch=monkeypatch)
+    return runner
+
+
+# --- servers on 127.0.0.1 ------------------------------------------------------------------------
+
+def serve(handler_class):
+    httpd = ThreadingHTTPServer(('127.0.0.1', 0), handler_class)
+    httpd.daemon_threads = True
+    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
+    thread.start()
+    return httpd
+
+
+class MetricsServer(object):
+    """Serves C(self.body) (or a callable's result) with C(self.status) at any path."""
+
+    def __init__(self, body=''):
+        self.body = body
+        self.status = 200
+        self.scrapes = 0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                owner.scrapes += 1
+                body = owner.body() if callable(owner.body) else owner.body
+                data = body.encode('utf-8')
+                self.send_response(owner.status)
+                self.send_header('Content-Type', 'text/plain; version=0.0.4')
+                self.send_header('Content-Length', str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = serve(Handler)
+        self.url = 'http://127.0.0.1:%d/metrics' % self.httpd.server_address[1]
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def metrics():
+    srv = MetricsServer()
+    yield srv
+    srv.close()
+
+
+class ModelServer(object):
+    """A tiny "model server": GET /generate?s=SECONDS holds the request that long.
+
+    Its vLLM-format metrics (the real capture, with the running gauge replaced by the number of
+    requests being held) are served on a separate port, as Triton does (8000 vs 8002).
+    """
+
+    def __init__(self):
+        self.active = 0
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):
+                seconds = float(self.path.split('s=', 1)[1])
+                with owner.lock:
+                    owner.active += 1
+                try:
+                    time.sleep(seconds)
+                    data = b'{"text": "ok"}'
+                    self.send_response(200)
+                    self.send_header('Content-Length', str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                finally:
+                    with owner.lock:
+                        owner.active -= 1
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = serve(Handler)
+        self.port = self.httpd.server_address[1]
+        self.metrics = MetricsServer(lambda: vllm_text(owner.active))
+        self.finished = []
+
+    def start_requests(self, durations):
+        def one(seconds):
+            conn = http.client.HTTPConnection('127.0.0.1', self.port, timeout=30)
+            conn.request('GET', '/generate?s=%s' % seconds)
+            conn.getresponse().read()
+            conn.close()
+            self.finished.append(time.monotonic())
+
+        threads = [threading.Thread(target=one, args=(d,), daemon=True) for d in durations]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 5
+        while self.active < len(durations) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert self.active == len(durations)
+        return threads
+
+    def close(self):
+        self.metrics.close()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def model_server():
+    srv = ModelServer()
+    yield srv
+    srv.close()
+
+
+class FakeHAProxySocket(object):
+    """A UNIX socket answering every command with C(self.answer) (HAProxy's non-interactive mode)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.answer = ''
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b''
+                while not data.endswith(b'\n'):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                answer = self.answer() if callable(self.answer) else self.answer
+                conn.sendall(answer.encode())
+
+    def close(self):
+        self.sock.close()
+
+
+def haproxy_csv(scur, qcur=0):
+    """The real HAProxy 2.7.1 capture with webservers/s1's qcur and scur replaced."""
+    out = []
+    for line in fixture('haproxy_show_stat_csv_v2.7.1_otel.csv').split('\n'):
+        fields = line.split(',')
+        if fields[:2] == ['webservers', 's1']:
+            fields[2] = str(qcur)
+            fields[4] = str(scur)
+        out.append(','.join(fields))
+    return '\n'.join(out)
+
+
+# --- the acceptance test: notice the last request finishing within poll_interval ---------------
+
+@pytest.mark.skipif(not HAS_PROC, reason='the connections source needs Linux /proc/net/tcp')
+def test_returns_soon_after_the_last_request_finishes(run, model_server):
+    threads = model_server.start_requests([0.4, 0.8, 1.5])
+    failed, result, warnings = run({
+        'metrics': {'url': model_server.metrics.url, 'preset': 'vllm', 'labels': {'model_name': 'facebook/opt-125m'}},
+        'connections': {'port': model_server.port},
+        'poll_interval': 0.5,
+        'timeout': 30,
+    })
+    returned = time.monotonic()
+    for thread in threads:
+        thread.join(5)
+    assert not failed, result['msg']
+    assert len(model_server.finished) == 3
+    last_done = max(model_server.finished)
+    assert returned - last_done <= 0.5 + 0.5, 'returned %.3f s after the last request finished' % (returned - last_done)
+    assert result['drained'] is True and result['changed'] is False
+    assert result['in_flight_initial'] == 3
+    assert result['in_flight_final'] == 0
+    assert result['samples'][0]['sources'] == {'metrics': 3, 'connections': 3}
+    assert result['samples'][-1] == {'t': result['waited_seconds'], 'in_flight': 0, 'sources': {'metrics': 0, 'connections': 0}}
+    assert 1.2 <= result['waited_seconds'] <= 3
+    assert result['polls'] == len(result['samples']) and result['samples_dropped'] == 0
+    assert result['sources']['metrics']['detail'] == {
+        'vllm:num_requests_running{model_name="facebook/opt-125m"}': 0, 'vllm:num_requests_waiting{model_name="facebook/opt-125m"}': 0}
+    assert result['sources']['connections'] == {'port': model_server.port, 'exclude_peers': [], 'in_flight': 0,
+                                                'detail': {'established': 0, 'excluded': 0}}
+    assert warnings == []
+
+
+@pytest.mark.parametrize('poll_interval', [0.1, 1.0])
+def test_poll_interval_bounds_the_reaction_time(run, metrics, poll_interval):
+    state = {'done_at': None}
+    metrics.body = vllm_text(2)
+
+    def finish():
+        time.sleep(0.7)
+        metrics.body = vllm_text(0)
+        state['done_at'] = time.monotonic()
+
+    threading.Thread(target=finish, daemon=True).start()
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'poll_interval': poll_interval, 'timeout': 20})
+    returned = time.monotonic()
+    assert not failed and result['drained'] is True
+    assert 0 <= returned - state['done_at'] <= poll_interval + 0.5
+
+
+def test_already_drained_returns_after_one_read(run, metrics):
+    metrics.body = fixture('tgi_metrics_datadog_payload_head.txt')
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'tgi'}})
+    assert not failed
+    assert result['drained'] is True and result['polls'] == 1 and result['waited_seconds'] < 0.5
+    assert result['in_flight_initial'] == 0
+    assert result['samples'] == [{'t': result['waited_seconds'], 'in_flight': 0, 'sources': {'metrics': 0}}]
+    assert result['sources']['metrics']['preset'] == 'tgi'
+
+
+def test_quiet_period_must_hold(run, metrics):
+    metrics.body = fixture('tgi_metrics_datadog_payload_head.txt')
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'tgi'}, 'poll_interval': 0.1, 'quiet_period': 0.5})
+    assert not failed and result['drained'] is True
+    assert result['waited_seconds'] >= 0.5 and result['polls'] >= 5
+
+
+def test_quiet_period_restarts_when_a_request_reappears(run, metrics):
+    bodies = [vllm_text(0), vllm_text(1), vllm_text(0), vllm_text(0), vllm_text(0), vllm_text(0), vllm_text(0)]
+
+    def body():
+        return bodies.pop(0) if len(bodies) > 1 else bodies[0]
+
+    metrics.body = body
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'poll_interval': 0.1, 'quiet_period': 0.25})
+    assert not failed and result['drained'] is True
+    values = [s['in_flight'] for s in result['samples']]
+    assert values[:3] == [0, 1, 0] and values[-1] == 0 and len(values) >= 5
+
+
+# --- timeouts --------------------------------------------------------------------------------------
+
+def test_timeout_fails_with_the_numbers(run, metrics):
+    metrics.body = fixture('sglang_metrics_docs_v0.4_loaded.txt')
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'sglang'}, 'timeout': 0.4, 'poll_interval': 0.1})
+    assert failed
+    assert result['msg'].startswith('2988 request(s) still in flight (metrics=2988) after ')
+    assert 'within timeout=0.4 s' in result['msg'] and 'load balancer' in result['msg']
+    assert result['drained'] is False and result['changed'] is False
+    assert result['in_flight_initial'] == 2988 and result['in_flight_final'] == 2988
+    assert 0.4 <= result['waited_seconds'] < 1.5
+    assert result['polls'] >= 3
+
+
+def test_timeout_proceed_warns(run, metrics):
+    metrics.body = vllm_text(1, 1)
+    failed, result, warnings = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'timeout': 0.2, 'poll_interval': 0.1,
+                                    'on_timeout': 'proceed', 'quiet_period': 0.1})
+    assert not failed
+    assert result['drained'] is False and result['in_flight_final'] == 2
+    assert len(warnings) == 1 and 'Proceeding because on_timeout=proceed' in warnings[0]
+    assert 'stay 0 for 0.1 s' in warnings[0]
+
+
+def test_timeout_zero_reads_once(run, metrics):
+    metrics.body = vllm_text(1)
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'timeout': 0})
+    assert failed and result['polls'] == 1
+
+
+def test_max_samples_bounds_the_list(run, metrics):
+    metrics.body = vllm_text(1)
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'timeout': 0.6, 'poll_interval': 0.1,
+                                 'max_samples': 3, 'on_timeout': 'proceed'})
+    assert not failed
+    assert len(result['samples']) == 3
+    assert result['samples_dropped'] == result['polls'] - 3 > 0
+    assert result['samples'][0]['t'] < 0.1 < result['samples'][1]['t']
+
+
+# --- check mode ----------------------------------------------------------------------------------
+
+def test_check_mode_reads_once_and_waits_for_nothing(run, metrics):
+    metrics.body = vllm_text(3)
+    start = time.monotonic()
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'timeout': 60}, check_mode=True)
+    assert time.monotonic() - start < 2
+    assert not failed
+    assert result['drained'] is False and result['changed'] is False
+    assert result['polls'] == 1 and metrics.scrapes == 1
+    assert result['in_flight_initial'] == result['in_flight_final'] == 3
+    assert result['samples'] == [{'t': result['waited_seconds'], 'in_flight': 3, 'sources': {'metrics': 3}}]
+    assert result['waited_seconds'] < 1
+
+
+def test_check_mode_drained(run, metrics):
+    metrics.body = vllm_text(0)
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}}, check_mode=True)
+    assert not failed and result['drained'] is True
+
+
+def test_check_mode_error_still_fails(run):
+    failed, result, dummy = run({'metrics': {'url': 'http://127.0.0.1:1/metrics', 'preset': 'vllm'}}, check_mode=True)
+    assert failed and 'http://127.0.0.1:1/metrics' in result['msg']
+
+
+# --- several sources: the max, not the sum ------------------------------------------------------
+
+@pytest.mark.skipif(_haproxy is None, reason=HAPROXY_SKIP or 'n/a')
+def test_max_over_metrics_and_haproxy(run, metrics, tmp_path):
+    fake = FakeHAProxySocket(str(tmp_path / 'admin.sock'))
+    try:
+        metrics.body = vllm_text(0)
+        reads = {'n': 0}
+
+        def answer():
+            reads['n'] += 1
+            return haproxy_csv(scur=2, qcur=1) if reads['n'] < 4 else haproxy_csv(scur=0)
+
+        fake.answer = answer
+        failed, result, dummy = run({
+            'metrics': {'url': metrics.url, 'preset': 'vllm'},
+            'haproxy': {'socket': fake.path, 'backend': 'webservers', 'server': 's1'},
+            'poll_interval': 0.1,
+        })
+    finally:
+        fake.close()
+    assert not failed and result['drained'] is True
+    assert result['samples'][0]['in_flight'] == 3 and result['samples'][0]['sources'] == {'metrics': 0, 'haproxy': 3}
+    assert result['polls'] == 4
+    assert result['sources']['haproxy']['detail'] == {'scur': 0, 'qcur': 0, 'status': 'UP'}
+    assert result['sources']['haproxy']['backend'] == 'webservers'
+
+
+@pytest.mark.skipif(_haproxy is None, reason=HAPROXY_SKIP or 'n/a')
+def test_haproxy_unknown_server_fails_clearly(run, tmp_path):
+    fake = FakeHAProxySocket(str(tmp_path / 'admin.sock'))
+    fake.answer = haproxy_csv(0)
+    try:
+        failed, result, dummy = run({'haproxy': {'socket': fake.path, 'backend': 'webservers', 'server': 'nope'}})
+    finally:
+        fake.close()
+    assert failed and 'webservers/nope' in result['msg'] and 's1, s2' in result['msg']
+    assert result['polls'] == 0 and result['in_flight_initial'] is None
+
+
+@pytest.mark.skipif(not HAS_PROC, reason='the connections source needs Linux /proc/net/tcp')
+def test_connections_excluding_peers(run):
+    listener = socket.socket()
+    listener.bind(('127.0.0.1', 0))
+    listener.listen(4)
+    port = listener.getsockname()[1]
+    client = socket.create_connection(('127.0.0.1', port))
+    accepted = listener.accept()[0]
+    try:
+        failed, result, dummy = run({'connections': {'port': port, 'exclude_peers': ['127.0.0.0/8']}})
+        assert not failed and result['drained'] is True
+        assert result['sources']['connections']['detail'] == {'established': 0, 'excluded': 1}
+        failed, result, dummy = run({'connections': {'port': port}, 'timeout': 0.2, 'poll_interval': 0.1})
+        assert failed and result['in_flight_final'] == 1 and '(connections=1)' in result['msg']
+    finally:
+        for sock in (client, accepted, listener):
+            sock.close()
+
+
+# --- errors ----------------------------------------------------------------------------------------
+
+def test_scrape_fails_mid_drain(run, metrics):
+    bodies = [vllm_text(2)]
+
+    def body():
+        if bodies:
+            return bodies.pop()
+        metrics.status = 503
+        return 'overloaded'
+
+    metrics.body = body
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'poll_interval': 0.1})
+    assert failed
+    assert metrics.url in result['msg'] and 'HTTP 503' in result['msg']
+    assert 'after 1 successful reads; the last one counted 2 in flight' in result['msg']
+    assert result['in_flight_initial'] == 2 and result['polls'] == 1
+
+
+def test_wrong_preset_names_url_and_metric(run, metrics):
+    metrics.body = fixture('triton_metrics_datadog_head.txt')
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}})
+    assert failed
+    assert '%s does not export it: metric vllm:num_requests_running' % metrics.url in result['msg']
+    assert 'traceback' not in result['msg'].lower()
+
+
+def test_garbage_endpoint(run, metrics):
+    metrics.body = '{"status": "healthy"}'
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'generic', 'metrics': [{'name': 'x'}]}})
+    assert failed and 'did not return Prometheus text format (line 1: ' in result['msg']
+
+
+def test_token_is_no_log():
+    spec = model_drain.argument_spec()
+    assert spec['metrics']['options']['token']['no_log'] is True
+    assert spec['metrics']['options']['validate_certs']['default'] is True
+
+
+@pytest.mark.parametrize('args, words', [
+    ({}, 'one of the following is required: metrics, haproxy, connections'),
+    ({'connections': {'port': 80}, 'poll_interval': 0.05}, 'poll_interval must be at least 0.1 seconds, got 0.05'),
+    ({'connections': {'port': 80}, 'timeout': -1}, 'timeout must be 0 or more seconds'),
+    ({'connections': {'port': 80}, 'quiet_period': -1}, 'quiet_period must be 0 or more seconds'),
+    ({'connections': {'port': 80}, 'max_samples': 1}, 'max_samples must be at least 2'),
+    ({'connections': {'port': 0}}, 'connections.port must be between 1 and 65535'),
+    ({'connections': {'port': 80, 'exclude_peers': ['lb.example']}}, "'lb.example' is not an IP address or CIDR network"),
+    ({'metrics': {'url': 'http://x/metrics'}}, 'preset is generic but all of the following are missing: metrics'),
+    ({'metrics': {'url': 'http://x/metrics', 'preset': 'tgi', 'metrics': [{'name': 'x'}]}}, 'only with preset "generic"'),
+    ({'metrics': {'url': 'http://x/metrics', 'preset': 'vllm', 'timeout': 0}}, 'metrics.timeout must be more than 0'),
+    ({'metrics': {'url': 'http://x/metrics', 'preset': 'ollama'}}, 'value of preset must be one of'),
+    ({'haproxy': {'backend': 'b', 'server': 's'}}, 'one of the following is required: socket, host'),
+    ({'haproxy': {'socket': '/s', 'host': 'h', 'port': 1, 'backend': 'b', 'server': 's'}}, 'mutually exclusive: socket|host'),
+    ({'haproxy': {'host': 'h', 'backend': 'b', 'server': 's'}}, 'parameters are required together: host, port'),
+    ({'haproxy': {'host': 'h', 'port': 70000, 'backend': 'b', 'server': 's'}}, 'haproxy.port must be between 1 and 65535'),
+])
+def test_argument_errors(run, args, words):
+    failed, result, dummy = run(args)
+    assert failed
+    assert words in result['msg']
