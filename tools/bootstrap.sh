@@ -98,6 +98,8 @@ ensure_get_pip() {
 ensure_tools() {
   # shellcheck backs ansible-test's shellcheck sanity test; it is skipped (with a warning) without it.
   command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck || say "shellcheck is not installed; ansible-test will skip its shellcheck test."
+  # A real HAProxy for the runtime-API unit tests (they skip without it).
+  command -v haproxy >/dev/null 2>&1 || apt_install haproxy || say "haproxy is not installed; its unit tests will be skipped."
 }
 
 what=${1:-all}

@@ -36,3 +36,14 @@ def run_load(seconds, rate=5, url=None):
              '--summary', str(summary)],
             check=True, timeout=seconds + 120)
         return json.loads(summary.read_text())
+
+
+def other_host(host, name):
+    """The testinfra host `name` from the same molecule inventory as `host`."""
+    return host.get_host('ansible://' + name, ansible_inventory=host.backend.ansible_inventory)
+
+
+def task_log(host, instance='llama'):
+    """The reference model server's task log records on `host`."""
+    out = host.check_output('cat /var/log/model-server/%s.tasks.jsonl' % instance)
+    return [json.loads(line) for line in out.splitlines() if line.strip()]

@@ -40,6 +40,9 @@ MIB = 1024 * 1024
 NVIDIA_SMI_GPU_FIELDS = ('index', 'uuid', 'name', 'memory.used', 'memory.total')
 NVIDIA_SMI_APP_FIELDS = ('pid', 'process_name', 'used_gpu_memory', 'gpu_uuid')
 
+# Where device nodes are; tests point it elsewhere. Read at call time.
+DEV_ROOT = '/dev'
+
 # Device nodes whose holders the /proc scan reports. Tests replace it to watch a temporary file.
 DEVICE_PATTERN = r'^/dev/(nvidia[^/]*|kfd)$'
 _NVIDIA_MINOR = re.compile(r'^/dev/nvidia([0-9]+)$')
@@ -327,7 +330,7 @@ def nvml_usable(nvml):
     return True
 
 
-def query_nvml(nvml, proc_root='/proc'):
+def query_nvml(nvml, proc_root=None):
     """GPUs and compute-process holders through NVML (C(pynvml) module passed in)."""
     if nvml is None:
         raise GpuError('backend nvml needs the Python package nvidia-ml-py (module pynvml) on the target; '
@@ -368,6 +371,9 @@ def query_nvml(nvml, proc_root='/proc'):
                                 'gpu_uuid': uuid, 'gpu_index': index})
     except error_cls as exc:
         raise _nvml_error(nvml, exc)
+    except (AttributeError, TypeError) as exc:
+        raise GpuError('the installed pynvml does not offer what this module uses (%s); install a current nvidia-ml-py, '
+                       'or use backend: nvidia-smi or proc' % exc, kind='tool_failed')
     finally:
         try:
             nvml.nvmlShutdown()
@@ -492,12 +498,12 @@ def query_rocm_smi(run, rocm_smi):
 
 # ------------------------------------------------------------------------------------------ /proc scan
 
-def device_nodes(dev_root='/dev'):
+def device_nodes(dev_root=None):
     """GPU records for the device nodes present: C(/dev/nvidia<N>) (C(index) N, the device minor
     number), and C(/dev/kfd) (AMD, C(index) None). C(name) is the device path."""
     gpus = []
     try:
-        names = os.listdir(dev_root)
+        names = os.listdir(dev_root or DEV_ROOT)
     except OSError:
         names = []
     for name in sorted(names):
@@ -511,7 +517,7 @@ def device_nodes(dev_root='/dev'):
     return gpus
 
 
-def scan_proc_fds(proc_root='/proc', device_pattern=None, ignored=PROC_SCAN_IGNORED, skip_pids=()):
+def scan_proc_fds(proc_root=None, device_pattern=None, ignored=PROC_SCAN_IGNORED, skip_pids=()):
     """Holders of open device nodes matching C(device_pattern) (default C(DEVICE_PATTERN)).
 
     One holder per process and GPU: C(/dev/nvidia<N>) gives C(gpu_index) N; a process holding only
@@ -524,7 +530,7 @@ def scan_proc_fds(proc_root='/proc', device_pattern=None, ignored=PROC_SCAN_IGNO
     for pid in _procs.list_pids(proc_root):
         if pid in skip_pids:
             continue
-        fd_dir = os.path.join(proc_root, str(pid), 'fd')
+        fd_dir = os.path.join(proc_root or _procs.PROC_ROOT, str(pid), 'fd')
         try:
             fds = os.listdir(fd_dir)
         except OSError as exc:
@@ -553,7 +559,7 @@ def scan_proc_fds(proc_root='/proc', device_pattern=None, ignored=PROC_SCAN_IGNO
     return holders, denied
 
 
-def query_proc(proc_root='/proc', dev_root='/dev', device_pattern=None, skip_pids=()):
+def query_proc(proc_root=None, dev_root=None, device_pattern=None, skip_pids=()):
     gpus = device_nodes(dev_root)
     holders, denied = scan_proc_fds(proc_root, device_pattern, skip_pids=skip_pids)
     message = None
@@ -590,7 +596,7 @@ class HolderFilter(object):
     (rocm-smi, C(/dev/nvidiactl) in the /proc scan) is never excluded by it.
     """
 
-    def __init__(self, pids=None, unit=None, exec_main_pid=None, name_regex=None, gpus=None, proc_root='/proc'):
+    def __init__(self, pids=None, unit=None, exec_main_pid=None, name_regex=None, gpus=None, proc_root=None):
         self.pids = set(pids or ())
         self.unit = unit
         self.exec_main_pid = exec_main_pid if exec_main_pid and exec_main_pid > 0 else None
@@ -620,13 +626,12 @@ class HolderFilter(object):
                     return True
         return False
 
+    @staticmethod
+    def _item_matches(item, index, uuid):
+        return (index is not None and item == str(index)) or bool(uuid and item.lower() == uuid.lower())
+
     def _gpu_key_matches(self, index, uuid):
-        for item in self.gpus:
-            if index is not None and item == str(index):
-                return True
-            if uuid and item.lower() == uuid.lower():
-                return True
-        return False
+        return any(self._item_matches(item, index, uuid) for item in self.gpus)
 
     def gpu_selected(self, gpu):
         return not self.gpus or self._gpu_key_matches(gpu.get('index'), gpu.get('uuid'))
@@ -646,7 +651,7 @@ class HolderFilter(object):
     def missing_gpus(self, gpus):
         """Items of C(gpus) naming no GPU present."""
         return [item for item in self.gpus
-                if not any(self._gpu_key_matches(g.get('index'), g.get('uuid')) for g in gpus)]
+                if not any(self._item_matches(item, g.get('index'), g.get('uuid')) for g in gpus)]
 
 
 def evaluate(snapshot, holder_filter, no_processes=True, max_memory_used_mib=None):

@@ -23,8 +23,11 @@ try:
     from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime, validate_name
     HAPROXY_IMPORT_ERROR = None
 except ImportError as _exc:  # the haproxy source is unusable, the other sources still work
-    HAProxyError = HAProxyRuntime = validate_name = None
     HAPROXY_IMPORT_ERROR = to_text(_exc)
+    HAProxyRuntime = validate_name = None
+
+    class HAProxyError(Exception):
+        """Stands in for _haproxy.HAProxyError so that the except clauses stay valid."""
 
 
 # Metric presets: the gauges whose sum is the number of requests a server holds.
@@ -130,12 +133,12 @@ class MetricsSource(object):
             family = _prometheus.select(samples, name)
             if not family:
                 if name in metadata:
-                    why = 'declares it (# TYPE %s) but exports no sample of it' % (metadata[name].get('type') or 'untyped')
+                    what = 'declares metric %s (# TYPE %s) but exports no sample of it' % (name, metadata[name].get('type') or 'untyped')
                 else:
-                    why = 'does not export it'
-                raise InFlightError('%s %s: metric %s is needed to count requests in flight. Check the preset matches the server '
+                    what = 'does not export metric %s' % name
+                raise InFlightError('%s %s, which preset %s needs to count requests in flight. Check that the preset matches the server '
                                     '(and its version), or use preset "generic" with the metric names this server exports.'
-                                    % (self.url, why, name))
+                                    % (self.url, what, self.preset))
             matched = [s for s in family if _prometheus.labels_match(s.labels, labels)]
             if not matched:
                 seen = sorted(set(_format_labels(s.labels) for s in family))[:5]
@@ -184,10 +187,9 @@ class HAProxySource(object):
         return {'backend': self.backend, 'server': self.server, 'socket': self.socket_path, 'host': self.host, 'port': self.port}
 
     def read(self):
-        errors = (HAProxyError,) if HAProxyError is not None else ()
         try:
             stat = self._runtime.server_stat(self.backend, self.server)
-        except errors as exc:
+        except HAProxyError as exc:
             raise InFlightError('cannot read %s/%s from HAProxy at %s: %s' % (self.backend, self.server, self.where(), exc))
         except (IOError, OSError) as exc:
             raise InFlightError('cannot read %s/%s from HAProxy at %s: %s. Check the runtime API address and that HAProxy is running.'

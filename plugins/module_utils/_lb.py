@@ -18,6 +18,7 @@ import time
 
 from ansible.module_utils.common.text.converters import to_text
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
 
@@ -94,7 +95,6 @@ def make_adapter(kind, params):
 
 def adapter_errors():
     """The exception types adapters raise for expected failures (the module turns them into fail_json)."""
-    from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError
     return (LBError, HAProxyError, HttpError)
 
 

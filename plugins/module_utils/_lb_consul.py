@@ -10,7 +10,7 @@ C(GET /v1/agent/checks); it is set with C(PUT /v1/agent/service/maintenance/<ser
 
 from __future__ import annotations
 
-from ansible.module_utils.six.moves.urllib.parse import quote, urlencode
+from urllib.parse import quote, urlencode
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import Adapter, LBError

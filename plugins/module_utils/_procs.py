@@ -2,7 +2,7 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Process and cgroup helpers read from C(/proc). Linux only; stdlib only.
 
-Private to this collection. Every function takes C(proc_root) so tests can point it at a copy.
+Private to this collection. Every function takes C(proc_root) (default C(PROC_ROOT), read at call time) so tests can point it at a copy.
 
 A process belongs to a systemd unit when its cgroup path, in the hierarchy systemd tracks processes
 with, has the unit's name as a path component. That covers:
@@ -23,15 +23,18 @@ import errno
 import os
 import signal
 
+# Where /proc is; tests point it elsewhere. Functions read it at call time.
+PROC_ROOT = '/proc'
+
 # Hierarchies systemd tracks processes in. When a cgroup file has one of these lines only those are
 # read; otherwise (unusual layouts) every line is.
 _TRACKING = ('name=systemd',)
 
 
-def list_pids(proc_root='/proc'):
+def list_pids(proc_root=None):
     """All numeric entries of C(proc_root), as ints (processes, not threads)."""
     try:
-        names = os.listdir(proc_root)
+        names = os.listdir(proc_root or PROC_ROOT)
     except OSError:
         return []
     return sorted(int(name) for name in names if name.isdigit())
@@ -75,20 +78,20 @@ def cgroup_in_unit(text, unit):
     return any(path_in_unit(path, unit) for path in tracking_paths(parse_cgroup(text)))
 
 
-def read_cgroup(pid, proc_root='/proc'):
+def read_cgroup(pid, proc_root=None):
     """The text of C(/proc/<pid>/cgroup), or C(None) if the process is gone or unreadable."""
     try:
-        return _read(os.path.join(proc_root, str(pid), 'cgroup'))
+        return _read(os.path.join(proc_root or PROC_ROOT, str(pid), 'cgroup'))
     except (IOError, OSError):
         return None
 
 
-def pid_in_unit(pid, unit, proc_root='/proc'):
+def pid_in_unit(pid, unit, proc_root=None):
     text = read_cgroup(pid, proc_root)
     return text is not None and cgroup_in_unit(text, unit)
 
 
-def unit_pids(unit, proc_root='/proc'):
+def unit_pids(unit, proc_root=None):
     """PIDs of every process in C(unit)'s cgroup (main process, workers, survivors), sorted.
 
     Processes that vanish while scanning are skipped. C(/proc/<pid>/cgroup) is world-readable, so
@@ -97,9 +100,9 @@ def unit_pids(unit, proc_root='/proc'):
     return [pid for pid in list_pids(proc_root) if pid_in_unit(pid, unit, proc_root)]
 
 
-def process_info(pid, proc_root='/proc'):
+def process_info(pid, proc_root=None):
     """C({pid, comm, cmdline}) for a process; C(comm)/C(cmdline) are C(None) when it is gone."""
-    base = os.path.join(proc_root, str(pid))
+    base = os.path.join(proc_root or PROC_ROOT, str(pid))
     comm = None
     cmdline = None
     try:
@@ -114,7 +117,7 @@ def process_info(pid, proc_root='/proc'):
     return {'pid': int(pid), 'comm': comm, 'cmdline': cmdline}
 
 
-def process_name(pid, proc_root='/proc'):
+def process_name(pid, proc_root=None):
     """The best short name of a process: C(comm), else the first word of C(cmdline), else C(None)."""
     info = process_info(pid, proc_root)
     if info['comm']:
@@ -124,7 +127,7 @@ def process_name(pid, proc_root='/proc'):
     return None
 
 
-def kill_in_unit(pid, unit, proc_root='/proc', sig=signal.SIGKILL, kill=os.kill):
+def kill_in_unit(pid, unit, proc_root=None, sig=signal.SIGKILL, kill=None):
     """Send C(sig) to C(pid) only if it is (still) in C(unit)'s cgroup.
 
     The cgroup is read again right before the kill, so a PID reused by an unrelated process is never
@@ -134,7 +137,7 @@ def kill_in_unit(pid, unit, proc_root='/proc', sig=signal.SIGKILL, kill=os.kill)
     if not pid_in_unit(pid, unit, proc_root):
         return 'gone' if read_cgroup(pid, proc_root) is None else 'not_in_unit'
     try:
-        kill(pid, sig)
+        (kill or os.kill)(pid, sig)
     except OSError as exc:
         if exc.errno == errno.ESRCH:
             return 'gone'

@@ -154,7 +154,7 @@ def parse_timespan(value):
         pos = match.end()
         while pos < len(value) and value[pos] == ' ':
             pos += 1
-    return total
+    return round(total, 6)
 
 
 def format_timespan(seconds):
@@ -234,7 +234,7 @@ def describe_exit(props):
         return 'exited with status %s' % status
     if code in (CLD_KILLED, CLD_DUMPED):
         name = SIGNAL_NAMES.get(status, 'signal %s' % status)
-        return '%s by %s' % ('killed' if code == CLD_KILLED else 'dumped core on', name)
+        return ('killed by %s' if code == CLD_KILLED else 'dumped core on %s') % name
     return 'main process has not exited'
 
 
@@ -322,12 +322,12 @@ class Systemctl(object):
         return self._call(['daemon-reload'], unit or 'the systemd manager', 'daemon-reload for')
 
 
-def dropin_path(unit, runtime_dir=RUNTIME_UNIT_DIR):
-    """Where the stop-timeout runtime drop-in of C(unit) lives."""
-    return os.path.join(runtime_dir, unit + '.d', DROPIN_NAME)
+def dropin_path(unit, runtime_dir=None):
+    """Where the stop-timeout runtime drop-in of C(unit) lives (under C(RUNTIME_UNIT_DIR) by default)."""
+    return os.path.join(runtime_dir or RUNTIME_UNIT_DIR, unit + '.d', DROPIN_NAME)
 
 
-def write_stop_timeout_dropin(unit, seconds, runtime_dir=RUNTIME_UNIT_DIR):
+def write_stop_timeout_dropin(unit, seconds, runtime_dir=None):
     """Write a runtime drop-in setting C(TimeoutStopSec=) for C(unit) (mode 0644); return its path.
 
     C(/run) is not persistent, so a drop-in left behind by a crash is gone at the next boot. The
@@ -351,7 +351,7 @@ def write_stop_timeout_dropin(unit, seconds, runtime_dir=RUNTIME_UNIT_DIR):
     return path
 
 
-def remove_stop_timeout_dropin(unit, runtime_dir=RUNTIME_UNIT_DIR):
+def remove_stop_timeout_dropin(unit, runtime_dir=None):
     """Remove the drop-in (and its directory when empty). Returns whether a file was removed."""
     path = dropin_path(unit, runtime_dir)
     removed = False

@@ -21,7 +21,7 @@ description:
   - A host with no GPU (no vendor tool and no C(/dev/nvidia<N>) or C(/dev/kfd) device) is released;
     RV(gpus) is empty and RV(msg) says no GPU was found.
 author:
-  - modelops.shutdown contributors
+  - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
 attributes:
@@ -300,6 +300,14 @@ waited_seconds:
   returned: always
   type: float
   sample: 4.02
+error_kind:
+  description:
+    - Why a GPU tool could not be used, when that is what failed the task. For example V(driver_not_loaded)
+      (nvidia-smi rc 9), V(library_not_found) (rc 12), V(gpu_lost) (rc 15), V(permission) (rc 4),
+      V(unparseable), V(tool_missing).
+  returned: when a GPU tool failed
+  type: str
+  sample: driver_not_loaded
 msg:
   description: What was found, or why the GPUs are not released and what to do.
   returned: always
@@ -381,17 +389,21 @@ def main():
                   backend=None, waited_seconds=0.0, msg='')
 
     if params['timeout'] < 0:
-        module.fail_json(msg='timeout must be 0 or more seconds, got %s' % params['timeout'], **result)
+        result['msg'] = 'timeout must be 0 or more seconds, got %s' % params['timeout']
+        module.fail_json(**result)
     if params['poll_interval'] <= 0:
-        module.fail_json(msg='poll_interval must be more than 0 seconds, got %s' % params['poll_interval'], **result)
+        result['msg'] = 'poll_interval must be more than 0 seconds, got %s' % params['poll_interval']
+        module.fail_json(**result)
     if params['max_memory_used_mib'] is not None and params['max_memory_used_mib'] < 0:
-        module.fail_json(msg='max_memory_used_mib must be 0 or more, got %s' % params['max_memory_used_mib'], **result)
+        result['msg'] = 'max_memory_used_mib must be 0 or more, got %s' % params['max_memory_used_mib']
+        module.fail_json(**result)
     name_regex = None
     if params['process_name']:
         try:
             name_regex = re.compile(params['process_name'])
         except re.error as exc:
-            module.fail_json(msg='process_name %r is not a valid regular expression: %s' % (params['process_name'], exc), **result)
+            result['msg'] = 'process_name %r is not a valid regular expression: %s' % (params['process_name'], exc)
+            module.fail_json(**result)
 
     unit = _systemd.normalize_unit_name(params['unit']) if params['unit'] else None
     exec_main_pid, unit_active = _exec_main_pid(module, unit) if unit else (None, None)
@@ -483,7 +495,8 @@ def main():
                 module.exit_json(**result)
 
     why = _gpu.describe_blockers(last, params['max_memory_used_mib'], unit, params['kill_orphans'])
-    msg = 'GPUs on %s not released after %.1fs (backend %s): %s' % (host, waited, backend, why)
+    msg = 'GPUs on %s not released after %.1fs (backend %s)%s: %s' % (
+        host, waited, backend, ', even after SIGKILL of PIDs %s' % ', '.join(str(p) for p in killed) if killed else '', why)
     if unit and unit_active in _systemd.ACTIVE_STATES:
         msg += '. Note: unit %s was still %s; stop it first (modelops.shutdown.unit_stop)' % (unit, unit_active)
     result['msg'] = msg

@@ -16,13 +16,15 @@ description:
   - The in-flight count is read from one or more sources, every O(poll_interval) seconds. O(metrics) sums gauges
     scraped from the server's Prometheus endpoint, O(haproxy) reads the load balancer's view of the server, O(connections)
     counts established TCP connections on the serving port.
-  - When several sources are given, the in-flight figure is the B(maximum) over them, not their sum: they count the same
+  - When several sources are given, the in-flight figure is the B(maximum) over them, not their sum; they count the same
     requests from different vantage points, and a sum would count each request two or three times. Each sample reports
     the figure of every source.
   - The instance counts as drained when the in-flight figure is 0 and has stayed 0 for O(quiet_period) seconds.
+  - A read that fails (endpoint down, HTTP error, text that is not Prometheus format, HAProxy unreachable) ends the wait
+    with a failure that names the source and the figures read until then.
   - The module only reads; it never changes anything, so it always returns RV(changed=false).
 author:
-  - modelops.shutdown contributors
+  - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
 attributes:
@@ -42,7 +44,7 @@ options:
     description:
       - Count requests in flight from gauges on the server's Prometheus text-format endpoint.
       - The figure is the sum of the selected metrics over all samples that match the label filters.
-      - A selected metric missing from the scrape, or a label filter that matches no sample of it, is an error: a running
+      - A selected metric missing from the scrape, or a label filter that matches no sample of it, is an error; a running
         server always exports its gauges, so a missing one means a wrong URL, preset or filter.
     type: dict
     suboptions:
@@ -64,7 +66,9 @@ options:
             C(replica), C(application)) and C(ray_serve_deployment_queued_queries) (requests a router, that is the proxy or a
             deployment handle, has accepted but not yet assigned to a replica; labels C(deployment), C(application), C(handle),
             C(actor_id)). Both are exported by the Ray metrics agent of the node (C(--metrics-export-port)); Ray updates them
-            every few seconds (ten by default), so set O(quiet_period) to at least V(10).
+            every few seconds (ten by default), so set O(quiet_period) to at least V(10). A node that runs no Serve proxy
+            exports no C(ray_serve_deployment_queued_queries); there, use V(generic) with
+            C(ray_serve_replica_processing_queries) alone.
           - V(generic) sums the metrics listed in O(metrics.metrics).
         type: str
         choices: [generic, ray_serve, sglang, tgi, triton, vllm]
@@ -86,8 +90,9 @@ options:
             type: dict
       labels:
         description:
-          - Label filter applied to every selected metric, for example V({model_name: meta-llama/Llama-3.1-8B-Instruct})
-            for vLLM and SGLang, V({model: densenet_onnx}) for Triton, V({deployment: Translator}) for Ray Serve.
+          - Label filter applied to every selected metric. Only samples with all these labels (exact values) are summed.
+          - For example label C(model_name) for vLLM and SGLang, C(model) (and C(version)) for Triton, C(deployment) and
+            C(application) for Ray Serve. See the examples.
         type: dict
       token:
         description:
@@ -95,7 +100,9 @@ options:
         type: str
       headers:
         description:
-          - Extra HTTP headers. Their values are never returned; put a bearer token in O(metrics.token) instead.
+          - Extra HTTP headers. The module never returns their values, but Ansible shows them in the task's invocation
+            when it logs module arguments. Put a bearer token in O(metrics.token) (which is never logged), and set the task
+            keyword C(no_log) when another header carries a secret.
         type: dict
       validate_certs:
         description:
@@ -272,12 +279,18 @@ drained:
   type: bool
   sample: true
 in_flight_initial:
-  description: In-flight figure (maximum over sources) at the first read.
+  description:
+    - In-flight figure (maximum over sources) at the first read.
+    - A float only when a V(generic) metric has fractional values.
+    - V(null) when the first read failed.
   returned: always
   type: int
   sample: 7
 in_flight_final:
-  description: In-flight figure (maximum over sources) at the last read.
+  description:
+    - In-flight figure (maximum over sources) at the last read.
+    - A float only when a V(generic) metric has fractional values.
+    - V(null) when the first read failed.
   returned: always
   type: int
   sample: 0
@@ -288,6 +301,16 @@ waited_seconds:
   returned: always
   type: float
   sample: 12.514
+started_at:
+  description: Wall-clock time (seconds since the epoch) of the first read, to line up with server and load-balancer logs.
+  returned: always
+  type: float
+  sample: 1764374400.125
+finished_at:
+  description: Wall-clock time (seconds since the epoch) when the module stopped waiting.
+  returned: always
+  type: float
+  sample: 1764374412.639
 polls:
   description: Number of reads of all sources.
   returned: always
@@ -463,6 +486,7 @@ def main():
 
     last = {}
     history = []
+    started_at = round(time.time(), 3)
 
     def probe():
         in_flight, values, details = _inflight.read_all(sources)
@@ -489,7 +513,7 @@ def main():
             module.exit_json(
                 changed=False, drained=value['in_flight'] == 0, in_flight_initial=value['in_flight'],
                 in_flight_final=value['in_flight'], waited_seconds=took, polls=1, samples=samples,
-                samples_dropped=0, sources=describe_sources())
+                samples_dropped=0, sources=describe_sources(), started_at=started_at, finished_at=round(time.time(), 3))
         result = poll_until(probe, lambda value: value['in_flight'] == 0, timeout=params['timeout'],
                             interval=params['poll_interval'], quiet_period=params['quiet_period'],
                             max_samples=params['max_samples'])
@@ -505,7 +529,7 @@ def main():
     ret = dict(
         changed=False, drained=result.satisfied, in_flight_initial=history[0], in_flight_final=result.last_value['in_flight'],
         waited_seconds=result.waited_seconds, polls=result.polls, samples=samples, samples_dropped=result.samples_dropped,
-        sources=describe_sources())
+        sources=describe_sources(), started_at=started_at, finished_at=round(time.time(), 3))
     if not result.satisfied:
         per_source = ', '.join('%s=%s' % (k, v) for k, v in sorted(result.last_value['sources'].items()))
         quiet = ' and stay 0 for %s s' % params['quiet_period'] if params['quiet_period'] else ''

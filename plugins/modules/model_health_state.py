@@ -18,7 +18,7 @@ description:
   - The module runs where the target is reachable. For HAProxy and the flag file that is usually
     the load balancer or the model server itself (use C(delegate_to)).
 author:
-  - modelops.shutdown contributors
+  - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
 attributes:
@@ -456,15 +456,15 @@ def main():
         health = HealthCheck(params['health_url'], status, validate_certs=params['health_validate_certs'],
                              ca_path=params['health_ca_path'])
 
-    errors = adapter_errors()
     result = {'changed': False}
     try:
         adapter = make_adapter(kind, params[kind])
         manager = HealthStateManager(adapter, verify_timeout=params['verify_timeout'],
                                      verify_interval=params['verify_interval'], health_check=health)
         result, failure = manager.run(state, check_mode=module.check_mode, diff_mode=module._diff)
-    except errors as exc:
-        module.fail_json(msg=to_text(exc), **result)
+    except adapter_errors() as exc:
+        # An expected failure with a complete message: no traceback (fail_json is called outside the handler).
+        failure = to_text(exc)
     if failure:
         module.fail_json(msg=failure, **result)
     module.exit_json(**result)

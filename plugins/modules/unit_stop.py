@@ -20,7 +20,7 @@ description:
     C(Result). Every unit is handled even when an earlier one fails; the task fails at the end when a
     unit's classification is in O(fail_on), and the failure result still holds every unit's record.
 author:
-  - modelops.shutdown contributors
+  - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
 attributes:

@@ -158,7 +158,9 @@ class Server:
 
     def allocation_files(self):
         directory = os.path.join(self.state_dir, "allocations")
-        return sorted(os.listdir(directory)) if os.path.isdir(directory) else []
+        if not os.path.isdir(directory):
+            return []
+        return sorted(name for name in os.listdir(directory) if name.endswith(".json") and not name.startswith("."))
 
 
 class Fleet:
@@ -204,7 +206,7 @@ class Fleet:
         base.update(settings)
         for _attempt in range(3):
             port = free_port()
-            env = self.env(**dict(base, MODEL_SERVER_PORT=port))
+            env = self.env(**dict({"MODEL_SERVER_PORT": port}, **base))
             stderr_path = str(self.tmp / ("%s.stderr" % name))
             with open(stderr_path, "wb") as stderr:
                 proc = self.popen([sys.executable, str(SERVER), "--instance", name], env=env,

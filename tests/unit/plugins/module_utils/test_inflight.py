@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import ipaddress
 import os
 import socket
+import sys
 import threading
 
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -175,12 +177,12 @@ def test_missing_metric_names_url_and_metric(server):
     with pytest.raises(InFlightError) as err:
         _inflight.MetricsSource(server.url, preset='vllm').read()
     msg = str(err.value)
-    assert server.url in msg and 'vllm:num_requests_running' in msg and 'does not export it' in msg
+    assert '%s does not export metric vllm:num_requests_running, which preset vllm needs' % server.url in msg
 
 
 def test_declared_but_no_samples(server):
     server.body = '# HELP vllm:num_requests_running x\n# TYPE vllm:num_requests_running gauge\nvllm:num_requests_waiting 0\n'
-    with pytest.raises(InFlightError, match=r'declares it \(# TYPE gauge\) but exports no sample of it: metric vllm:num_requests_running'):
+    with pytest.raises(InFlightError, match=r'declares metric vllm:num_requests_running \(# TYPE gauge\) but exports no sample of it'):
         _inflight.MetricsSource(server.url, preset='vllm').read()
 
 
@@ -226,7 +228,7 @@ def test_garbage_body_names_url_and_line(server):
 
 def test_empty_body_means_metric_missing(server):
     server.body = ''
-    with pytest.raises(InFlightError, match='does not export it: metric tgi_queue_size'):
+    with pytest.raises(InFlightError, match='does not export metric tgi_queue_size'):
         _inflight.MetricsSource(server.url, preset='tgi').read()
 
 
@@ -352,8 +354,8 @@ def test_live_connections_on_this_machine():
     listener.bind(('127.0.0.1', 0))
     listener.listen(8)
     port = listener.getsockname()[1]
-    clients = [socket.create_connection(('127.0.0.1', port)) for _ in range(3)]
-    accepted = [listener.accept()[0] for _ in range(3)]
+    clients = [socket.create_connection(('127.0.0.1', port)) for dummy in range(3)]
+    accepted = [listener.accept()[0] for dummy in range(3)]
     try:
         source = _inflight.ConnectionsSource(port)
         assert source.read()['in_flight'] == 3
@@ -399,6 +401,20 @@ def test_haproxy_source_os_error():
         source.read()
 
 
+def test_haproxy_source_without_the_haproxy_module_utils(monkeypatch):
+    """If _haproxy cannot be imported, the haproxy source says so and the other sources still load."""
+    name = 'ansible_collections.modelops.shutdown.plugins.module_utils._haproxy'
+    monkeypatch.setitem(sys.modules, name, None)
+    spec = importlib.util.find_spec('ansible_collections.modelops.shutdown.plugins.module_utils._inflight')
+    isolated = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(isolated)
+    assert isolated.HAPROXY_IMPORT_ERROR
+    with pytest.raises(isolated.InFlightError, match='needs module_utils._haproxy, which failed to import'):
+        isolated.HAProxySource('be', 'srv', socket_path='/run/haproxy.sock')
+    source = isolated.HAProxySource('be', 'srv', socket_path='/x', runtime=FakeRuntime([{'scur': '1', 'qcur': '0'}]))
+    assert source.read()['in_flight'] == 1
+
+
 HAPROXY_CSV = 'haproxy_show_stat_csv_v2.7.1_otel.csv'
 
 
@@ -430,7 +446,7 @@ class FakeHAProxySocket(object):
     def serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = self.sock.accept()[0]
             except OSError:
                 return
             with conn:

@@ -13,9 +13,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.modelops.shutdown.plugins.modules import model_drain
 
 try:
@@ -46,45 +43,14 @@ def vllm_text(running, waiting=0):
         'vllm:num_requests_waiting{model_name="facebook/opt-125m"} %.1f' % waiting)
 
 
-# --- running main() ------------------------------------------------------------------------------
-
-class ModuleExit(Exception):
-    def __init__(self, failed, result):
-        super(ModuleExit, self).__init__(result.get('msg', ''))
-        self.failed = failed
-        self.result = result
-
-
-def run_module(args, check_mode=False, monkeypatch=None):
-    """Run model_drain.main() with C(args); return C((failed, result, warnings))."""
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        raise ModuleExit(False, kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise ModuleExit(True, kwargs)
-
-    def warn(self, warning):
-        warnings.append(warning)
-
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', warn)
-    with patch_module_args(args):
-        with pytest.raises(ModuleExit) as exc:
-            model_drain.main()
-    return exc.value.failed, exc.value.result, warnings
-
+# --- running main() through the shared run_module fixture (conftest.py) ---------------------------
 
 @pytest.fixture
-def run(monkeypatch):
+def run(run_module):
+    """Run model_drain.main(); return C((failed, result, warnings))."""
     def runner(args, check_mode=False):
-        return run_module(args, check_mode=check_mode, monkeypatch=monkeypatch)
+        result = run_module(model_drain, args, check_mode=check_mode)
+        return result['failed'], result, result['warnings']
     return runner
 
 
@@ -216,7 +182,7 @@ class FakeHAProxySocket(object):
     def serve(self):
         while True:
             try:
-                conn, _ = self.sock.accept()
+                conn = self.sock.accept()[0]
             except OSError:
                 return
             with conn:
@@ -472,7 +438,7 @@ def test_wrong_preset_names_url_and_metric(run, metrics):
     metrics.body = fixture('triton_metrics_datadog_head.txt')
     failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}})
     assert failed
-    assert '%s does not export it: metric vllm:num_requests_running' % metrics.url in result['msg']
+    assert '%s does not export metric vllm:num_requests_running' % metrics.url in result['msg']
     assert 'traceback' not in result['msg'].lower()
 
 

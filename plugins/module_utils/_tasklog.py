@@ -1,0 +1,391 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Task log reconciliation: which accepted requests never finished, and handing them back.
+
+Private to this collection. A task log is JSON lines, one record per event, as the reference model
+server writes it (C(tests/fleet/model_server.py))::
+
+    {"event":"started","id":"r1","ts":1714564800.25,"instance":"gpu-07","model":"opt-125m"}
+    {"event":"completed","id":"r1","ts":1714564801.5,"status":200,"duration":1.25,"instance":"gpu-07"}
+    {"event":"aborted","id":"r2","ts":1714564802.0,"error":"BrokenPipeError: ...","instance":"gpu-07"}
+
+Pairing (C(Reconciler)):
+
+* Records are paired by request id across all files, in any order (rotated logs may be given
+  newest first; an end may be read before its start). Ids are compared as text, so C(7) and C("7")
+  are the same request.
+* An id may be reused (clients can send their own C(X-Request-Id)): every end closes one start of
+  that id, the earliest one still open.
+* A start without an end is incomplete. An end without a start (its start is in a file that was not
+  read, or was rotated away) is counted as unmatched, never listed as incomplete.
+* Requests that started before C(since) are left out of every count; pairing still sees them so
+  their ends are not mistaken for unmatched ones.
+* C(started_count == completed_count + ended_count + incomplete_count) always holds.
+
+A line is malformed when it is not UTF-8, not JSON, not a JSON object, has no event key, or is a
+start or end record without a usable id, or a start without a usable time (an end's time is
+optional). Blank lines are skipped. Records with any other event value are counted as C(other).
+Files compressed with gzip (rotated logs) are read transparently.
+"""
+
+from __future__ import annotations
+
+import datetime
+import errno
+import gzip
+import json
+import math
+import os
+import re
+import zlib
+
+from ansible.module_utils.common.text.converters import to_native, to_text
+
+from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
+
+MALFORMED_SAMPLES = 10
+_GZIP_MAGIC = b'\x1f\x8b'
+_EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+_MIN_TS = (datetime.datetime(1, 1, 2, tzinfo=datetime.timezone.utc) - _EPOCH).total_seconds()
+_MAX_TS = (datetime.datetime(9999, 12, 30, tzinfo=datetime.timezone.utc) - _EPOCH).total_seconds()
+# Any number of fraction digits (Go's RFC 3339 with nanoseconds trims trailing zeros); Python 3.8 takes 3 or 6 only.
+_FRACTION = re.compile(r'(\d\d:\d\d:\d\d)[.,](\d+)')
+
+
+class TaskLogError(Exception):
+    """A task log could not be read; the message names the file and says what to do."""
+
+
+class LogFormat(object):
+    """Which keys and values a task log uses. The defaults are those of the reference model server."""
+
+    def __init__(self, id_key='id', event_key='event', time_key='ts', started_value='started',
+                 completed_value='completed', ended_values=('aborted',)):
+        self.id_key = id_key
+        self.event_key = event_key
+        self.time_key = time_key
+        self.started_value = started_value
+        self.completed_value = completed_value
+        self.ended_values = tuple(ended_values or ())
+
+    def problems(self):
+        """Return a list of what is wrong with this format (empty when it is usable)."""
+        found = []
+        for name in ('id_key', 'event_key', 'time_key', 'started_value', 'completed_value'):
+            if not getattr(self, name):
+                found.append('%s must not be empty' % name)
+        if len({self.id_key, self.event_key, self.time_key}) != 3:
+            found.append('id_key, event_key and time_key must be three different keys')
+        if self.started_value == self.completed_value:
+            found.append('started_value and completed_value must differ')
+        for value in self.ended_values:
+            if not value:
+                found.append('ended_values must not contain an empty value')
+            elif value in (self.started_value, self.completed_value):
+                found.append('ended_values must not contain %r, which is started_value or completed_value' % value)
+        return found
+
+
+def parse_time(value):
+    """Return epoch seconds (float) from a log time: a number, a numeric string, or an ISO 8601 string.
+
+    An ISO 8601 time without an offset is read as UTC. Raises C(ValueError) for anything else,
+    including booleans, NaN, infinities and times outside the years 1 to 9999.
+    """
+    if isinstance(value, bool):
+        raise ValueError('a boolean is not a time')
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            seconds = _parse_iso(text)
+    else:
+        raise ValueError('a %s is not a time' % type(value).__name__)
+    if math.isnan(seconds) or math.isinf(seconds) or not _MIN_TS <= seconds <= _MAX_TS:
+        raise ValueError('%r is not a usable time' % (value,))
+    return seconds
+
+
+def _parse_iso(text):
+    candidate = text
+    if candidate[-1:] in ('Z', 'z'):
+        candidate = candidate[:-1] + '+00:00'
+    candidate = _FRACTION.sub(lambda m: '%s.%s' % (m.group(1), m.group(2)[:6].ljust(6, '0')), candidate, count=1)
+    try:
+        moment = datetime.datetime.fromisoformat(candidate)
+    except ValueError:
+        raise ValueError('%r is neither epoch seconds nor an ISO 8601 time' % (text,))
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return (moment - _EPOCH).total_seconds()
+
+
+def iso_utc(seconds):
+    """Epoch seconds as ISO 8601 UTC with milliseconds, e.g. C(2024-05-01T12:00:00.250Z)."""
+    moment = _EPOCH + datetime.timedelta(seconds=seconds)
+    return moment.isoformat(timespec='milliseconds').replace('+00:00', 'Z')
+
+
+class _Start(object):
+    __slots__ = ('id', 'ts', 'path', 'line', 'record')
+
+    def __init__(self, request_id, ts, path, line, record):
+        self.id = request_id
+        self.ts = ts
+        self.path = path
+        self.line = line
+        self.record = record
+
+
+class Reconciler(object):
+    """Reads task logs and pairs their records; see the module docstring for the rules."""
+
+    def __init__(self, log_format=None, since=None):
+        self.fmt = log_format or LogFormat()
+        self.since = since
+        self.files = []
+        self.malformed_lines = 0
+        self.malformed_samples = []
+        self.started_count = 0
+        self.completed_count = 0
+        self.ended_count = 0
+        self.started_before_since = 0
+        self.other_events = 0
+        self._open = {}      # id text -> [_Start] not yet closed
+        self._pending = {}   # id text -> [(kind, ts)] ends read before their start
+
+    # ---------------------------------------------------------------- reading
+
+    def read_path(self, path, missing_ok=False):
+        """Read one task log file (plain or gzip). Raises C(TaskLogError) when it cannot be read."""
+        info = {'path': path, 'exists': True, 'compressed': False, 'lines': 0, 'malformed_lines': 0,
+                'started': 0, 'completed': 0, 'ended': 0, 'other': 0}
+        if os.path.isdir(path):
+            raise TaskLogError('task log %s is a directory, not a file; list the log files themselves in paths' % path)
+        try:
+            handle = open(path, 'rb')
+        except (IOError, OSError) as exc:
+            if exc.errno == errno.ENOENT:
+                if missing_ok:
+                    info['exists'] = False
+                    self.files.append(info)
+                    return info
+                raise TaskLogError('task log %s does not exist; check paths (and the server\'s TASK_LOG setting), '
+                                   'or set missing_ok=true for hosts that may never have written one' % path)
+            if exc.errno in (errno.EACCES, errno.EPERM):
+                raise TaskLogError('cannot read task log %s: permission denied; run the task with become: true '
+                                   'or as a user that can read it' % path)
+            raise TaskLogError('cannot read task log %s: %s' % (path, to_native(exc)))
+        try:
+            with handle:
+                if handle.read(2) == _GZIP_MAGIC:
+                    info['compressed'] = True
+                    handle.seek(0)
+                    with gzip.GzipFile(fileobj=handle, mode='rb') as unzipped:
+                        self._read_lines(unzipped, info)
+                else:
+                    handle.seek(0)
+                    self._read_lines(handle, info)
+        except (IOError, OSError, EOFError, zlib.error) as exc:
+            raise TaskLogError('cannot read task log %s after line %d: %s; if it is a gzip file it may be truncated, '
+                               'corrupt or still being written' % (path, info['lines'], to_native(exc)))
+        self.files.append(info)
+        return info
+
+    def _read_lines(self, handle, info):
+        for raw in handle:
+            info['lines'] += 1
+            self.feed(raw, info, info['lines'])
+
+    def feed(self, raw, info, line_no):
+        """Account for one raw line (bytes or text) of the file described by C(info)."""
+        if isinstance(raw, bytes):
+            if not raw.strip():
+                return
+            try:
+                text = raw.decode('utf-8')
+            except UnicodeDecodeError:
+                self._malformed(info, line_no, 'not UTF-8')
+                return
+        else:
+            text = raw
+        text = text.strip()
+        if not text:
+            return
+        try:
+            record = json.loads(text)
+        except ValueError as exc:
+            self._malformed(info, line_no, 'not JSON (%s)' % exc)
+            return
+        if not isinstance(record, dict):
+            self._malformed(info, line_no, 'not a JSON object')
+            return
+        fmt = self.fmt
+        if fmt.event_key not in record:
+            self._malformed(info, line_no, 'no %r key' % fmt.event_key)
+            return
+        event = record[fmt.event_key]
+        if event == fmt.started_value:
+            kind = 'started'
+        elif event == fmt.completed_value:
+            kind = 'completed'
+        elif isinstance(event, str) and event in fmt.ended_values:
+            kind = 'ended'
+        else:
+            info['other'] += 1
+            self.other_events += 1
+            return
+        request_id = record.get(fmt.id_key)
+        if isinstance(request_id, bool) or not isinstance(request_id, (str, int)) or request_id == '':
+            if fmt.id_key not in record:
+                reason = '%s record without %r key' % (event, fmt.id_key)
+            else:
+                reason = '%s record whose %r is not a non-empty string or integer' % (event, fmt.id_key)
+            self._malformed(info, line_no, reason)
+            return
+        ts = None
+        if fmt.time_key in record:
+            try:
+                ts = parse_time(record[fmt.time_key])
+            except ValueError as exc:
+                self._malformed(info, line_no, '%s record with a bad %r: %s' % (event, fmt.time_key, exc))
+                return
+        elif kind == 'started':
+            self._malformed(info, line_no, '%s record without %r key' % (event, fmt.time_key))
+            return
+        info[kind] += 1
+        key = to_text(request_id)
+        if kind == 'started':
+            self._start(_Start(request_id, ts, info['path'], line_no, record))
+        else:
+            self._end(key, kind, ts)
+
+    def _malformed(self, info, line_no, reason):
+        info['malformed_lines'] += 1
+        self.malformed_lines += 1
+        if len(self.malformed_samples) < MALFORMED_SAMPLES:
+            self.malformed_samples.append({'path': info['path'], 'line': line_no, 'reason': reason})
+
+    def _in_window(self, ts):
+        return self.since is None or ts >= self.since
+
+    def _start(self, start):
+        if self._in_window(start.ts):
+            self.started_count += 1
+        else:
+            self.started_before_since += 1
+        key = to_text(start.id)
+        pending = self._pending.get(key)
+        if pending:
+            kind = pending.pop(0)[0]
+            if not pending:
+                del self._pending[key]
+            self._close(start, kind)
+        else:
+            self._open.setdefault(key, []).append(start)
+
+    def _end(self, key, kind, ts):
+        starts = self._open.get(key)
+        if not starts:
+            self._pending.setdefault(key, []).append((kind, ts))
+            return
+        earliest = min(range(len(starts)), key=lambda i: (starts[i].ts, i))
+        start = starts.pop(earliest)
+        if not starts:
+            del self._open[key]
+        self._close(start, kind)
+
+    def _close(self, start, kind):
+        if self._in_window(start.ts):
+            if kind == 'completed':
+                self.completed_count += 1
+            else:
+                self.ended_count += 1
+
+    # ---------------------------------------------------------------- results
+
+    def incomplete(self):
+        """Every start still open and in the window, oldest first (ties in reading order)."""
+        found = [s for starts in self._open.values() for s in starts if self._in_window(s.ts)]
+        order = dict((p['path'], i) for i, p in enumerate(self.files))
+        found.sort(key=lambda s: (s.ts, order.get(s.path, 0), s.line))
+        return found
+
+    def unmatched_count(self):
+        """Ends whose start was never read (ends timed before C(since) are not counted)."""
+        return sum(1 for ends in self._pending.values() for _kind, ts in ends
+                   if ts is None or self._in_window(ts))
+
+    def describe(self, start):
+        fmt = self.fmt
+        skip = (fmt.id_key, fmt.event_key, fmt.time_key)
+        return {
+            'id': start.id,
+            'started_ts': start.ts,
+            'started_at': iso_utc(start.ts),
+            'path': start.path,
+            'line': start.line,
+            'fields': dict((k, v) for k, v in start.record.items() if k not in skip),
+        }
+
+    def summary(self, max_listed=1000):
+        """The counts and the (bounded) list of incomplete requests, as the module returns them."""
+        incomplete = self.incomplete()
+        return {
+            'incomplete': [self.describe(s) for s in incomplete[:max_listed]],
+            'incomplete_count': len(incomplete),
+            'truncated': len(incomplete) > max_listed,
+            'started_count': self.started_count,
+            'completed_count': self.completed_count,
+            'ended_count': self.ended_count,
+            'unmatched_count': self.unmatched_count(),
+            'started_before_since': self.started_before_since,
+            'other_events': self.other_events,
+            'malformed_lines': self.malformed_lines,
+            'malformed_samples': list(self.malformed_samples),
+            'paths': [dict(p) for p in self.files],
+        }
+
+
+# -------------------------------------------------------------------- resubmission
+
+def resubmit(starts, url, method='POST', token=None, headers=None, validate_certs=True, ca_path=None,
+             timeout=30.0, batch=True, stop_on_error=True):
+    """Send the started records of C(starts) (C(_Start) objects) to C(url); return one outcome per request.
+
+    In batch mode one request carries the JSON list of all records; otherwise each record is sent on
+    its own, in start order, and with C(stop_on_error) nothing more is sent after the first failure.
+    A request is ok when it answers a 2xx status. Nothing is sent for an empty C(starts).
+    """
+    outcomes = []
+    if not starts:
+        return outcomes
+    if batch:
+        outcome = _send(url, method, [s.record for s in starts], token, headers, validate_certs, ca_path, timeout)
+        outcome['ids'] = [s.id for s in starts]
+        outcome['count'] = len(starts)
+        outcomes.append(outcome)
+        return outcomes
+    for start in starts:
+        outcome = _send(url, method, start.record, token, headers, validate_certs, ca_path, timeout)
+        outcome['id'] = start.id
+        outcome['count'] = 1
+        outcomes.append(outcome)
+        if stop_on_error and not outcome['ok']:
+            break
+    return outcomes
+
+
+def _send(url, method, body, token, headers, validate_certs, ca_path, timeout):
+    try:
+        resp = request(url, method=method, body=body, headers=headers, token=token, timeout=timeout,
+                       validate_certs=validate_certs, ca_path=ca_path)
+    except HttpError as exc:
+        return {'status': exc.status, 'ok': False, 'error': to_text(exc)}
+    if 200 <= resp.status < 300:
+        return {'status': resp.status, 'ok': True, 'error': None}
+    return {'status': resp.status, 'ok': False,
+            'error': '%s %s returned HTTP %s: %s' % (method, url, resp.status, resp.body[:200])}

@@ -1,0 +1,547 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: task_log_reconcile
+short_description: Prove that a stopped model server left no accepted request unfinished
+version_added: 0.1.0
+description:
+  - Reads one or more task logs of a model server (JSON lines, one record per event) after the server
+    was stopped, pairs the records by request id and lists the requests that were started but never
+    completed, with their start times and the other fields of their start record (model, instance, ...).
+  - Records are paired across all files, in any order, so rotated logs can be read together. Files
+    compressed with gzip are read as they are.
+  - Optionally hands the unfinished requests to a resubmission endpoint (O(resubmit)) and records what it answered.
+  - Lines that are not JSON, or records that lack the keys this module needs, are counted as malformed and
+    never stop the reading. More than O(max_malformed) of them is a warning, or a failure with O(fail_on_malformed=true).
+  - The module only reads the logs; run it where they are, usually on the model host after the stop.
+author:
+  - modelops.shutdown contributors (@modelops)
+extends_documentation_fragment:
+  - modelops.shutdown.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the logs and reports as usual; sends nothing to O(resubmit.url) and reports what it would send in RV(would_resubmit).
+  diff_mode:
+    support: none
+  idempotent:
+    support: partial
+    details:
+      - Without O(resubmit) the module only reads and never reports a change.
+      - With O(resubmit), every run hands the unfinished requests over again, since the task log does not record
+        the resubmission. The endpoint should ignore requests whose id it has already seen.
+options:
+  paths:
+    description:
+      - The task log files to read, in this order. Rotated files (plain or gzip) can be listed with the current one.
+      - A file listed twice is read once.
+    type: list
+    elements: path
+    required: true
+  missing_ok:
+    description:
+      - Treat a file that does not exist as empty instead of failing.
+      - Useful for hosts that may never have served a request. A missing file is still listed in RV(paths), with C(exists=false).
+    type: bool
+    default: false
+  id_key:
+    description: Key of the request id in each record. An id is a string or an integer; V(7) and V("7") are the same request.
+    type: str
+    default: id
+  event_key:
+    description: Key of the event name in each record.
+    type: str
+    default: event
+  started_value:
+    description: Value of O(event_key) for the record written when a request was accepted.
+    type: str
+    default: started
+  completed_value:
+    description: Value of O(event_key) for the record written when a request finished.
+    type: str
+    default: completed
+  ended_values:
+    description:
+      - Other values of O(event_key) that also end a request, without a result to hand back. These requests are
+        counted in RV(ended_count) and are neither incomplete nor resubmitted.
+      - The reference model server writes V(aborted) when the client went away before the answer.
+      - Any other value of O(event_key) is counted in RV(other_events) and otherwise ignored.
+    type: list
+    elements: str
+    default: [aborted]
+  time_key:
+    description:
+      - Key of the event time in each record, in epoch seconds (a number or a numeric string) or an ISO 8601 string.
+        An ISO 8601 time without an offset is read as UTC.
+      - Required in start records; a start record without it is malformed. Optional in the others.
+    type: str
+    default: ts
+  since:
+    description:
+      - Epoch seconds. Requests that started before this time are left out of every count and list,
+        for example the ones of an earlier run of the server in the same log.
+      - Their end records still pair with them, so they do not show up in RV(unmatched_count).
+    type: float
+  max_listed:
+    description:
+      - At most this many incomplete requests, the oldest first, are returned in RV(incomplete).
+        RV(incomplete_count) is always exact and RV(truncated) says whether the list was cut.
+      - V(0) returns the counts only. O(resubmit) always hands over every incomplete request.
+    type: int
+    default: 1000
+  max_malformed:
+    description: Number of malformed lines (over all files) that are accepted silently. Above it the module warns, or fails with O(fail_on_malformed=true).
+    type: int
+    default: 0
+  fail_on_malformed:
+    description:
+      - Fail, before resubmitting anything, when more than O(max_malformed) lines are malformed.
+      - By default the module warns and goes on; the malformed lines are counted in RV(malformed_lines)
+        and the first ones are described in RV(malformed_samples).
+    type: bool
+    default: false
+  resubmit:
+    description:
+      - Hand the incomplete requests to an HTTP endpoint that can run them again.
+      - Each request is sent as its start record, exactly as it was read from the log, as JSON.
+      - Nothing is sent when no request is incomplete, and nothing in check mode.
+    type: dict
+    suboptions:
+      url:
+        description: The resubmission endpoint.
+        type: str
+        required: true
+      method:
+        description: HTTP method.
+        type: str
+        default: POST
+        choices: [POST, PUT]
+      token:
+        description: Bearer token sent in the C(Authorization) header.
+        type: str
+      headers:
+        description: Extra request headers. C(Content-Type) defaults to C(application/json).
+        type: dict
+        default: {}
+      validate_certs:
+        description: Verify the TLS certificate of an C(https) O(resubmit.url).
+        type: bool
+        default: true
+      ca_path:
+        description: A CA bundle to verify the endpoint's certificate with.
+        type: path
+      timeout:
+        description: Seconds to wait for each request.
+        type: float
+        default: 30.0
+      batch:
+        description:
+          - V(true) sends one request whose body is the JSON list of all incomplete start records.
+          - V(false) sends one request per incomplete request, oldest first, each with its start record as the body.
+        type: bool
+        default: true
+      on_error:
+        description:
+          - What to do when the endpoint does not answer a 2xx status, or cannot be reached.
+          - V(fail) fails the module, naming the URL and the status; with O(resubmit.batch=false) nothing
+            more is sent after the first failure.
+          - V(warn) warns, sends the remaining requests and returns every outcome in RV(resubmitted).
+        type: str
+        default: fail
+        choices: [fail, warn]
+notes:
+  - Pairing rules. Every end record closes one start record of the same id, the earliest one still open, so ids
+    that clients reuse are counted correctly. An end record whose start was never read (it is in a file that was not
+    listed) is counted in RV(unmatched_count), never as incomplete.
+  - RV(started_count) is always RV(completed_count) + RV(ended_count) + RV(incomplete_count).
+  - A line is malformed when it is not UTF-8, not JSON or not a JSON object, has no O(event_key), or is a start,
+    completed or ended record without a usable O(id_key), or a record with an unusable O(time_key). Blank lines are skipped.
+seealso:
+  - module: modelops.shutdown.unit_stop
+  - module: modelops.shutdown.model_drain
+'''
+
+EXAMPLES = r'''
+- name: Check that the stopped server finished everything it accepted
+  modelops.shutdown.task_log_reconcile:
+    paths:
+      - /var/log/model-server/gpu-07.tasks.jsonl
+  become: true
+  register: tasks
+
+- name: Stop the rollout if a request was lost
+  ansible.builtin.assert:
+    that: tasks.incomplete_count == 0
+    fail_msg: "{{ tasks.incomplete_count }} request(s) never completed, the oldest {{ tasks.incomplete[0].id | default('') }}"
+
+- name: Read rotated logs too, only this run of the server, and tolerate a few bad lines
+  modelops.shutdown.task_log_reconcile:
+    paths:
+      - /var/log/model-server/gpu-07.tasks.jsonl.1.gz
+      - /var/log/model-server/gpu-07.tasks.jsonl.1
+      - /var/log/model-server/gpu-07.tasks.jsonl
+    missing_ok: true
+    since: "{{ server_started_epoch }}"
+    max_malformed: 5
+    fail_on_malformed: true
+
+- name: A server that logs with other keys
+  modelops.shutdown.task_log_reconcile:
+    paths: [/var/log/inference/requests.log]
+    id_key: request_id
+    event_key: phase
+    started_value: accepted
+    completed_value: finished
+    ended_values: [cancelled, rejected]
+    time_key: time
+
+- name: Hand unfinished requests to the queue that runs them again
+  modelops.shutdown.task_log_reconcile:
+    paths:
+      - /var/log/model-server/gpu-07.tasks.jsonl
+    resubmit:
+      url: https://requeue.internal/v1/tasks
+      token: "{{ requeue_token }}"
+      headers:
+        X-Source-Host: "{{ inventory_hostname }}"
+      on_error: warn
+  register: reconcile
+'''
+
+RETURN = r'''
+incomplete:
+  description:
+    - The requests that were started but never completed (and not ended otherwise), oldest first.
+    - At most O(max_listed) of them; see RV(truncated).
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The request id, as it is in the log (a string or an integer).
+      type: raw
+      sample: 5f0c1d7e-2b1a-4c55-9d8e-0f7a3b6c9e21
+    started_ts:
+      description: Start time in epoch seconds.
+      type: float
+      sample: 1714564800.25
+    started_at:
+      description: Start time in ISO 8601, UTC, with milliseconds.
+      type: str
+      sample: "2024-05-01T12:00:00.250Z"
+    path:
+      description: The file the start record was read from.
+      type: str
+      sample: /var/log/model-server/gpu-07.tasks.jsonl
+    line:
+      description: Line number of the start record in that file.
+      type: int
+      sample: 1841
+    fields:
+      description: The other fields of the start record (all but O(id_key), O(event_key) and O(time_key)).
+      type: dict
+      sample:
+        instance: gpu-07
+        model: facebook/opt-125m
+  sample:
+    - id: 5f0c1d7e-2b1a-4c55-9d8e-0f7a3b6c9e21
+      started_ts: 1714564800.25
+      started_at: "2024-05-01T12:00:00.250Z"
+      path: /var/log/model-server/gpu-07.tasks.jsonl
+      line: 1841
+      fields:
+        instance: gpu-07
+        model: facebook/opt-125m
+incomplete_count:
+  description: Number of incomplete requests, exact even when RV(incomplete) is truncated.
+  returned: always
+  type: int
+  sample: 1
+truncated:
+  description: Whether RV(incomplete) lists fewer requests than RV(incomplete_count).
+  returned: always
+  type: bool
+  sample: false
+started_count:
+  description: Requests started (at or after O(since), when given).
+  returned: always
+  type: int
+  sample: 1842
+completed_count:
+  description: Of RV(started_count), the requests with a completed record.
+  returned: always
+  type: int
+  sample: 1838
+ended_count:
+  description: Of RV(started_count), the requests ended by one of O(ended_values), for example aborted by the client.
+  returned: always
+  type: int
+  sample: 3
+unmatched_count:
+  description:
+    - End records whose start record was not found in the files read, for example because it was rotated away.
+    - Those timed before O(since) are not counted.
+  returned: always
+  type: int
+  sample: 0
+started_before_since:
+  description: Start records left out because they are older than O(since).
+  returned: always
+  type: int
+  sample: 0
+other_events:
+  description: Records whose O(event_key) is none of O(started_value), O(completed_value) and O(ended_values).
+  returned: always
+  type: int
+  sample: 0
+malformed_lines:
+  description: Lines that could not be used, over all files.
+  returned: always
+  type: int
+  sample: 0
+malformed_samples:
+  description: The first (at most 10) malformed lines, with why.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - path: /var/log/model-server/gpu-07.tasks.jsonl
+      line: 17
+      reason: "not JSON (Unterminated string starting at: line 1 column 40 (char 39))"
+paths:
+  description: What was read, one entry per file.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    path:
+      description: The file.
+      type: str
+      sample: /var/log/model-server/gpu-07.tasks.jsonl
+    exists:
+      description: False for a missing file with O(missing_ok=true).
+      type: bool
+      sample: true
+    compressed:
+      description: Whether the file was gzip compressed.
+      type: bool
+      sample: false
+    lines:
+      description: Lines read, blank ones included.
+      type: int
+      sample: 3683
+    malformed_lines:
+      description: Malformed lines in this file.
+      type: int
+      sample: 0
+    started:
+      description: Start records in this file (before O(since) included).
+      type: int
+      sample: 1842
+    completed:
+      description: Completed records in this file.
+      type: int
+      sample: 1838
+    ended:
+      description: Records in this file with one of O(ended_values).
+      type: int
+      sample: 3
+    other:
+      description: Records in this file with another event.
+      type: int
+      sample: 0
+  sample:
+    - path: /var/log/model-server/gpu-07.tasks.jsonl
+      exists: true
+      compressed: false
+      lines: 3683
+      malformed_lines: 0
+      started: 1842
+      completed: 1838
+      ended: 3
+      other: 0
+would_resubmit:
+  description:
+    - Number of requests O(resubmit) hands over (in check mode, would hand over); V(0) without O(resubmit).
+    - It is RV(incomplete_count) when O(resubmit) is set.
+  returned: always
+  type: int
+  sample: 1
+resubmitted:
+  description:
+    - One outcome per request sent to O(resubmit.url), in order; empty when nothing was sent (check mode included).
+    - With O(resubmit.batch=true) a single outcome covers all requests.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    id:
+      description: The request id sent, with O(resubmit.batch=false).
+      type: raw
+      returned: with O(resubmit.batch=false)
+      sample: 5f0c1d7e-2b1a-4c55-9d8e-0f7a3b6c9e21
+    ids:
+      description: The request ids sent, with O(resubmit.batch=true).
+      type: list
+      elements: raw
+      returned: with O(resubmit.batch=true)
+      sample: [5f0c1d7e-2b1a-4c55-9d8e-0f7a3b6c9e21]
+    count:
+      description: Number of requests this outcome covers.
+      type: int
+      sample: 1
+    status:
+      description: The HTTP status answered; V(null) when the endpoint could not be reached.
+      type: int
+      sample: 202
+    ok:
+      description: Whether the status was 2xx.
+      type: bool
+      sample: true
+    error:
+      description: Why it failed; V(null) when O(resubmit.url) answered 2xx.
+      type: str
+      sample: null
+  sample:
+    - ids: [5f0c1d7e-2b1a-4c55-9d8e-0f7a3b6c9e21]
+      count: 1
+      status: 202
+      ok: true
+      error: null
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.modelops.shutdown.plugins.module_utils._tasklog import (
+    LogFormat,
+    Reconciler,
+    TaskLogError,
+    resubmit,
+)
+
+
+def argument_spec():
+    return dict(
+        paths=dict(type='list', elements='path', required=True),
+        missing_ok=dict(type='bool', default=False),
+        id_key=dict(type='str', default='id', no_log=False),
+        event_key=dict(type='str', default='event', no_log=False),
+        started_value=dict(type='str', default='started'),
+        completed_value=dict(type='str', default='completed'),
+        ended_values=dict(type='list', elements='str', default=['aborted']),
+        time_key=dict(type='str', default='ts', no_log=False),
+        since=dict(type='float'),
+        max_listed=dict(type='int', default=1000),
+        max_malformed=dict(type='int', default=0),
+        fail_on_malformed=dict(type='bool', default=False),
+        resubmit=dict(
+            type='dict',
+            options=dict(
+                url=dict(type='str', required=True),
+                method=dict(type='str', default='POST', choices=['POST', 'PUT']),
+                token=dict(type='str', no_log=True),
+                headers=dict(type='dict', default={}),
+                validate_certs=dict(type='bool', default=True),
+                ca_path=dict(type='path'),
+                timeout=dict(type='float', default=30.0),
+                batch=dict(type='bool', default=True),
+                on_error=dict(type='str', default='fail', choices=['fail', 'warn']),
+            ),
+        ),
+    )
+
+
+def _empty_result():
+    return {'changed': False, 'incomplete': [], 'incomplete_count': 0, 'truncated': False, 'started_count': 0,
+            'completed_count': 0, 'ended_count': 0, 'unmatched_count': 0, 'started_before_since': 0,
+            'other_events': 0, 'malformed_lines': 0, 'malformed_samples': [], 'paths': [],
+            'would_resubmit': 0, 'resubmitted': []}
+
+
+def _unique(paths):
+    seen = set()
+    found = []
+    for path in paths:
+        key = path.rstrip('/') or path
+        if key not in seen:
+            seen.add(key)
+            found.append(path)
+    return found
+
+
+def _describe_malformed(result):
+    where = ', '.join('%s:%s (%s)' % (s['path'], s['line'], s['reason']) for s in result['malformed_samples'][:3])
+    more = '' if result['malformed_lines'] <= 3 else ', ...'
+    return '%d malformed line(s) in the task logs: %s%s' % (result['malformed_lines'], where, more)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    params = module.params
+    result = _empty_result()
+
+    for name in ('max_listed', 'max_malformed'):
+        if params[name] < 0:
+            module.fail_json(msg='%s must be 0 or more, got %d' % (name, params[name]), **result)
+    paths = _unique([p for p in params['paths'] if p])
+    if not paths:
+        module.fail_json(msg='paths must name at least one task log file', **result)
+    log_format = LogFormat(id_key=params['id_key'], event_key=params['event_key'], time_key=params['time_key'],
+                           started_value=params['started_value'], completed_value=params['completed_value'],
+                           ended_values=params['ended_values'])
+    problems = log_format.problems()
+    if problems:
+        module.fail_json(msg='invalid log format: %s' % '; '.join(problems), **result)
+
+    reconciler = Reconciler(log_format, since=params['since'])
+    try:
+        for path in paths:
+            reconciler.read_path(path, missing_ok=params['missing_ok'])
+    except TaskLogError as exc:
+        result.update(reconciler.summary(params['max_listed']))
+        module.fail_json(msg=str(exc), **result)
+    result.update(reconciler.summary(params['max_listed']))
+
+    if result['malformed_lines'] > params['max_malformed']:
+        message = _describe_malformed(result)
+        if params['fail_on_malformed']:
+            module.fail_json(msg='%s; more than max_malformed=%d%s. Fix or rotate the log, check the format options, '
+                                 'or raise max_malformed' % (message, params['max_malformed'],
+                                                             ', so nothing was resubmitted' if params['resubmit'] else ''),
+                             **result)
+        module.warn('%s (more than max_malformed=%d); they were skipped' % (message, params['max_malformed']))
+
+    options = params['resubmit']
+    if options is None or not result['incomplete_count']:
+        module.exit_json(**result)
+
+    result['would_resubmit'] = result['incomplete_count']
+    if module.check_mode:
+        result['changed'] = True
+        module.exit_json(**result)
+
+    outcomes = resubmit(reconciler.incomplete(), options['url'], method=options['method'], token=options['token'],
+                        headers=options['headers'], validate_certs=options['validate_certs'],
+                        ca_path=options['ca_path'], timeout=options['timeout'], batch=options['batch'],
+                        stop_on_error=options['on_error'] == 'fail')
+    result['resubmitted'] = outcomes
+    result['changed'] = any(o['ok'] for o in outcomes)
+    failed = [o for o in outcomes if not o['ok']]
+    if failed:
+        sent_ok = sum(o['count'] for o in outcomes if o['ok'])
+        not_sent = result['incomplete_count'] - sum(o['count'] for o in outcomes)
+        message = ('resubmission to %s failed for %d of %d request(s), %d accepted, %d not sent; first failure: %s. '
+                   'Check the endpoint (and resubmit.token), then rerun' % (
+                       options['url'], sum(o['count'] for o in failed), result['incomplete_count'], sent_ok, not_sent,
+                       failed[0]['error']))
+        if options['on_error'] == 'fail':
+            module.fail_json(msg=message, **result)
+        module.warn(message)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()

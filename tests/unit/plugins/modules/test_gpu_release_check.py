@@ -1,0 +1,447 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+import types
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
+from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
+from ansible_collections.modelops.shutdown.plugins.modules import gpu_release_check
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
+HAS_PROC = os.path.isdir('/proc/self/fd')
+SYSTEMCTL = '/usr/bin/systemctl'
+ZERO_UUID = 'GPU-00000000-0000-0000-0000-000000000000'
+UNIT = 'model-server@llama.service'
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+GPU_H100 = fixture('nvidia-smi_query-gpu_allfields_csv_h100-mig_drv590.48.01_idle.csv')
+APPS_LOAD = fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_load.csv')
+APPS_IDLE = fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_idle_empty.csv')
+APPS_WIN = fixture('nvidia-smi_query-compute-apps_csv_windows-rtx2080super_drv591.86_load_NA.csv')
+GPU_WIN = fixture('nvidia-smi_query-gpu_allfields_csv_windows-rtx2080super_drv591.86_load.csv')
+ROCM_MI100X6 = fixture('rocm-smi_json_allinfo_mi100x6_rocm5.7.1_with_pid.json')
+SHOW_INACTIVE = fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
+SHOW_RUNNING = fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
+NO_DRIVER = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
+             "Make sure that the latest NVIDIA driver is installed and running.\n")
+
+
+def show_with_exec_main_pid(text, pid):
+    return re.sub(r'(?m)^ExecMainPID=.*$', 'ExecMainPID=%d' % pid, text)
+
+
+class FakeHost(object):
+    """Replays nvidia-smi / rocm-smi / systemctl. Each query answer is a list consumed one per call
+    (the last one repeats), so a test can script a GPU that frees up after a few polls."""
+
+    def __init__(self, gpus=None, apps=None, rocm=None, show=None, listing=None):
+        self.answers = {'--query-gpu': list(gpus or []), '--query-compute-apps': list(apps or []),
+                        'rocm': list(rocm or []), 'show': list(show or []), '-L': list(listing or [])}
+        self.calls = []
+
+    def _next(self, key):
+        queue = self.answers[key]
+        if not queue:
+            raise AssertionError('no scripted answer for %s' % key)
+        return queue.pop(0) if len(queue) > 1 else queue[0]
+
+    def __call__(self, argv, *args, **kwargs):
+        assert isinstance(argv, list)
+        self.calls.append(argv)
+        tool = os.path.basename(argv[0])
+        if tool == 'nvidia-smi':
+            return self._next(argv[1].split('=', 1)[0])
+        if tool == 'rocm-smi':
+            return self._next('rocm')
+        if tool == 'systemctl':
+            return self._next('show')
+        raise AssertionError('unexpected command %r' % argv)
+
+
+class ModuleExit(Exception):
+    def __init__(self, failed, result):
+        super(ModuleExit, self).__init__(result.get('msg', ''))
+        self.failed = failed
+        self.result = result
+
+
+@pytest.fixture
+def tools(tmp_path):
+    """Executable stand-ins so the os.access check passes; their paths are what get_bin_path returns."""
+    paths = {}
+    for name in ('nvidia-smi', 'rocm-smi'):
+        path = tmp_path / 'bin' / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_text('#!/bin/sh\nexit 0\n')
+        path.chmod(0o755)
+        paths[name] = str(path)
+    paths['systemctl'] = SYSTEMCTL
+    return paths
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """Point /proc and /dev at empty folders and hide pynvml, so no test depends on this machine."""
+    proc = tmp_path / 'proc'
+    dev = tmp_path / 'dev'
+    proc.mkdir()
+    dev.mkdir()
+    monkeypatch.setattr(_procs, 'PROC_ROOT', str(proc))
+    monkeypatch.setattr(_gpu, 'DEV_ROOT', str(dev))
+    monkeypatch.setattr(_gpu, 'import_pynvml', lambda: None)
+    return types.SimpleNamespace(proc=proc, dev=dev)
+
+
+def add_proc(proc_root, pid, cgroup='0::/\n', comm='python3', cmdline=('python3',)):
+    d = proc_root / str(pid)
+    d.mkdir()
+    (d / 'cgroup').write_text(cgroup)
+    (d / 'comm').write_text(comm + '\n')
+    (d / 'cmdline').write_bytes(b'\0'.join(c.encode() for c in cmdline) + b'\0')
+
+
+def run_module(monkeypatch, fake, args, on_path=None, check_mode=False):
+    warnings = []
+    on_path = on_path or {}
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(False, kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs['msg'] = msg
+        raise ModuleExit(True, kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, w: warnings.append(w))
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
+                        lambda self, name, required=False, opt_dirs=None: on_path.get(name))
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, *a, **kw: fake(argv))
+    args = dict(args)
+    args.setdefault('poll_interval', 0.01)
+    if check_mode:
+        args['_ansible_check_mode'] = True
+    with patch_module_args(args):
+        with pytest.raises(ModuleExit) as exc:
+            gpu_release_check.main()
+    exc.value.result['warnings'] = warnings
+    return exc.value.failed, exc.value.result
+
+
+def nvsmi(tools):
+    return {'nvidia-smi': tools['nvidia-smi']}
+
+
+# --- nvidia-smi, no filter ------------------------------------------------------------------------
+
+def test_released_when_no_compute_process(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
+    failed, result = run_module(monkeypatch, fake, {}, nvsmi(tools))
+    assert not failed and result['released'] and not result['changed']
+    assert result['backend'] == 'nvidia-smi'
+    assert result['gpus'] == [{'index': 0, 'uuid': ZERO_UUID, 'name': 'NVIDIA H100 80GB HBM3', 'memory_used_mib': 59,
+                               'memory_total_mib': 81559, 'holders': []}]
+    assert result['holders'] == [] and result['killed'] == []
+    assert 'GPUs released' in result['msg'] and '1 GPU checked' in result['msg']
+
+
+def test_not_released_names_every_holder(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
+    failed, result = run_module(monkeypatch, fake, {'timeout': 0}, nvsmi(tools))
+    assert failed and not result['released']
+    assert [h['pid'] for h in result['holders']] == [21180, 21181, 21198]
+    assert result['holders'][2] == {'pid': 21198, 'name': './gpu_burn', 'used_mib': 7484, 'gpu_uuid': ZERO_UUID,
+                                    'gpu_index': 0, 'unit': None}
+    for text in ('PID 21180 (/root/tools/memhog) holds 2296 MiB on GPU 0', 'PID 21198 (./gpu_burn) holds 7484 MiB',
+                 'find their owner', 'not released after'):
+        assert text in result['msg']
+    assert [c[1].split('=')[0] for c in fake.calls] == ['--query-gpu', '--query-compute-apps']
+
+
+def test_waits_until_released(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, ''), (0, APPS_LOAD, ''), (0, APPS_IDLE, '')])
+    failed, result = run_module(monkeypatch, fake, {'timeout': 5}, nvsmi(tools))
+    assert not failed and result['released']
+    assert len([c for c in fake.calls if c[1].startswith('--query-compute-apps')]) == 3
+    assert result['waited_seconds'] > 0
+
+
+def test_windows_na_memory_is_reported_as_unknown(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_WIN, '')], apps=[(0, APPS_WIN, '')])
+    failed, result = run_module(monkeypatch, fake, {'timeout': 0, 'process_name': 'dwm'}, nvsmi(tools))
+    assert failed and [h['pid'] for h in result['holders']] == [2056]
+    assert result['holders'][0]['used_mib'] is None
+    assert 'an unknown amount of memory' in result['msg']
+    assert len(result['gpus'][0]['holders']) == len(APPS_WIN.splitlines()) - 1
+
+
+# --- nvidia-smi failures ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize('rc,out,kind,words', [
+    (9, NO_DRIVER, 'driver_not_loaded', ['rc 9', 'NVIDIA driver is not loaded', "couldn't communicate", 'modprobe nvidia']),
+    (12, 'NVML Shared Library Not Found\n', 'library_not_found', ['rc 12', 'libnvidia-ml.so']),
+    (15, 'Unable to determine the device handle for GPU0000:17:00.0: GPU is lost.  Reboot the system to recover this GPU\n',
+     'gpu_lost', ['rc 15', 'fallen off the bus', 'GPU is lost', 'reboot']),
+    (4, 'Insufficient Permissions\n', 'permission', ['rc 4', 'become: true']),
+])
+def test_nvidia_smi_exit_codes(monkeypatch, tools, isolated, rc, out, kind, words):
+    failed, result = run_module(monkeypatch, FakeHost(gpus=[(rc, out, '')]), {}, nvsmi(tools))
+    assert failed and result['error_kind'] == kind and not result['released']
+    assert 'Traceback' not in result['msg']
+    for word in words:
+        assert word in result['msg']
+
+
+def test_unparseable_output_fails_clearly(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, 'Failed to initialize NVML: Unknown Error\n', '')])
+    failed, result = run_module(monkeypatch, fake, {}, nvsmi(tools))
+    assert failed and result['error_kind'] == 'unparseable' and 'Unknown Error' in result['msg']
+
+
+def test_explicit_nvidia_smi_backend_missing(monkeypatch, isolated):
+    failed, result = run_module(monkeypatch, FakeHost(), {'backend': 'nvidia-smi'})
+    assert failed and result['error_kind'] == 'tool_missing' and 'nvidia_smi_path' in result['msg']
+
+
+def test_nvidia_smi_path_option_selects_backend(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
+    failed, result = run_module(monkeypatch, fake, {'nvidia_smi_path': tools['nvidia-smi']})
+    assert not failed and result['backend'] == 'nvidia-smi' and fake.calls[0][0] == tools['nvidia-smi']
+
+
+# --- no GPU --------------------------------------------------------------------------------------
+
+def test_host_without_gpu_is_released(monkeypatch, isolated):
+    failed, result = run_module(monkeypatch, FakeHost(), {'unit': 'model-server@llama'})
+    assert not failed and result['released'] and result['gpus'] == [] and result['holders'] == []
+    assert result['backend'] == 'proc'
+    assert 'No GPU found' in result['msg'] and '/dev/nvidia' in result['msg']
+
+
+def test_nvidia_smi_without_devices_is_released(monkeypatch, tools, isolated):
+    failed, result = run_module(monkeypatch, FakeHost(gpus=[(6, 'No devices were found\n', '')]), {}, nvsmi(tools))
+    assert not failed and result['released'] and result['gpus'] == [] and 'No GPU found' in result['msg']
+
+
+# --- filters -------------------------------------------------------------------------------------
+
+def test_pids_filter(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
+    failed, result = run_module(monkeypatch, fake, {'pids': [1, 2]}, nvsmi(tools))
+    assert not failed and result['released'] and result['holders'] == []
+    assert [h['matched'] for h in result['gpus'][0]['holders']] == [False, False, False]
+
+
+def test_process_name_regex_on_cmdline(monkeypatch, tools, isolated):
+    add_proc(isolated.proc, 21181, cmdline=('python3', '-m', 'vllm.entrypoints.openai.api_server'))
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
+    failed, result = run_module(monkeypatch, fake, {'process_name': 'vllm', 'timeout': 0}, nvsmi(tools))
+    assert failed and [h['pid'] for h in result['holders']] == [21181]
+
+
+def test_unit_filter_cgroup_and_exec_main_pid(monkeypatch, tools, isolated):
+    add_proc(isolated.proc, 21198, cgroup='1:name=systemd:/docker/4f1c/system.slice/%s\n0::/docker/4f1c/system.slice/%s\n' % (UNIT, UNIT))
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')],
+                    show=[(0, show_with_exec_main_pid(SHOW_INACTIVE, 21181), '')])
+    on_path = dict(nvsmi(tools), systemctl=SYSTEMCTL)
+    failed, result = run_module(monkeypatch, fake, {'unit': 'model-server@llama', 'timeout': 0}, on_path)
+    assert failed
+    assert [(h['pid'], h['unit']) for h in result['holders']] == [(21181, None), (21198, UNIT)]
+    assert 'kill_orphans: true' in result['msg'] and 'What to do for PIDs 21181' in result['msg']
+    assert fake.calls[0][:3] == [SYSTEMCTL, 'show', UNIT]
+
+
+def test_unit_still_active_is_pointed_out(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')],
+                    show=[(0, show_with_exec_main_pid(SHOW_RUNNING, 21180), '')])
+    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'timeout': 0}, dict(nvsmi(tools), systemctl=SYSTEMCTL))
+    assert failed and 'was still active' in result['msg'] and 'unit_stop' in result['msg']
+
+
+def test_gpu_filter_and_memory_threshold(monkeypatch, tools, isolated):
+    two = '0, GPU-aaaa, NVIDIA H200, 30000, 143771\n1, GPU-bbbb, NVIDIA H200, 20, 143771\n'
+    apps = '500, python3, 29000, GPU-aaaa\n'
+    fake = FakeHost(gpus=[(0, two, '')], apps=[(0, apps, '')])
+    failed, result = run_module(monkeypatch, fake, {'gpus': ['1'], 'max_memory_used_mib': 100}, nvsmi(tools))
+    assert not failed and [g['index'] for g in result['gpus']] == [1]
+    failed, result = run_module(monkeypatch, fake, {'gpus': ['GPU-aaaa'], 'no_processes': False,
+                                                    'max_memory_used_mib': 100, 'timeout': 0}, nvsmi(tools))
+    assert failed and 'uses 30000 MiB, over max_memory_used_mib 100' in result['msg']
+
+
+def test_unknown_gpu_in_filter_fails_without_waiting(monkeypatch, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
+    failed, result = run_module(monkeypatch, fake, {'gpus': ['3'], 'timeout': 600}, nvsmi(tools))
+    assert failed and "GPU(s) 3 given in gpus are not on" in result['msg'] and ZERO_UUID in result['msg']
+    assert result['waited_seconds'] < 5
+
+
+@pytest.mark.parametrize('args,words', [
+    ({'kill_orphans': True}, 'unit'),
+    ({'no_processes': False}, 'max_memory_used_mib'),
+    ({'process_name': '(['}, 'not a valid regular expression'),
+    ({'timeout': -1}, 'timeout must be'),
+    ({'poll_interval': 0}, 'poll_interval must be'),
+    ({'max_memory_used_mib': -5}, 'max_memory_used_mib must be'),
+    ({'backend': 'cuda'}, 'backend'),
+])
+def test_argument_errors(monkeypatch, isolated, args, words):
+    failed, result = run_module(monkeypatch, FakeHost(), args)
+    assert failed and words in result['msg']
+
+
+# --- kill_orphans ----------------------------------------------------------------------------------
+
+def unit_setup(isolated, tools):
+    add_proc(isolated.proc, 21198, cgroup='0::/system.slice/%s\n' % UNIT, comm='gpu_burn')
+    add_proc(isolated.proc, 21181, cgroup='0::/system.slice/other.service\n', comm='memhog')
+    return dict(nvsmi(tools), systemctl=SYSTEMCTL)
+
+
+def test_kill_orphans_kills_only_the_units_leftovers(monkeypatch, tools, isolated):
+    on_path = unit_setup(isolated, tools)
+    only_other = '\n'.join(l for l in APPS_LOAD.splitlines() if ' 21198,' not in l) + '\n'
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, ''), (0, only_other, '')],
+                    show=[(0, show_with_exec_main_pid(SHOW_INACTIVE, 21181), '')])
+    sent = []
+    monkeypatch.setattr(_procs.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
+    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
+    # 21181 (ExecMainPID, other cgroup) is never signalled; it still holds memory, so the task fails.
+    assert sent == [(21198, signal.SIGKILL)]
+    assert failed and result['changed'] and result['killed'] == [21198]
+    assert [h['pid'] for h in result['holders']] == [21181]
+    assert 'What to do for PIDs 21181' in result['msg'] and 'even after SIGKILL of PIDs 21198' in result['msg']
+
+
+def test_kill_orphans_then_released(monkeypatch, tools, isolated):
+    on_path = unit_setup(isolated, tools)
+    unit_only = '\n'.join(l for i, l in enumerate(APPS_LOAD.splitlines()) if i == 0 or ' 21198,' in l) + '\n'
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, unit_only, ''), (0, '', '')], show=[(0, SHOW_INACTIVE, '')])
+    sent = []
+    monkeypatch.setattr(_procs.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
+    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
+    assert not failed and result['released'] and result['changed'] and result['killed'] == [21198]
+    assert sent == [(21198, signal.SIGKILL)]
+    assert 'after SIGKILL of PIDs 21198' in result['msg']
+
+
+def test_kill_orphans_check_mode_kills_nothing(monkeypatch, tools, isolated):
+    on_path = unit_setup(isolated, tools)
+    unit_only = '\n'.join(l for i, l in enumerate(APPS_LOAD.splitlines()) if i == 0 or ' 21198,' in l) + '\n'
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, unit_only, '')], show=[(0, SHOW_INACTIVE, '')])
+    sent = []
+    monkeypatch.setattr(_procs.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
+    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path,
+                                check_mode=True)
+    assert not failed and result['changed'] and result['killed'] == [21198] and sent == []
+    assert not result['released'] and 'Check mode: would send SIGKILL to PIDs 21198' in result['msg']
+
+
+def test_kill_orphans_permission_error(monkeypatch, tools, isolated):
+    on_path = unit_setup(isolated, tools)
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')], show=[(0, SHOW_INACTIVE, '')])
+
+    def denied(pid, sig):
+        raise OSError(errno.EPERM, 'Operation not permitted')
+
+    monkeypatch.setattr(_procs.os, 'kill', denied)
+    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
+    assert failed and 'Could not SIGKILL PID 21198' in result['msg'] and 'become: true' in result['msg']
+    assert result['killed'] == []
+
+
+# --- other backends --------------------------------------------------------------------------------
+
+def test_rocm_smi_backend_auto(monkeypatch, tools, isolated):
+    fake = FakeHost(rocm=[(0, ROCM_MI100X6, '')])
+    failed, result = run_module(monkeypatch, fake, {'timeout': 0}, {'rocm-smi': tools['rocm-smi']})
+    assert result['backend'] == 'rocm-smi'
+    assert failed and len(result['gpus']) == 6
+    assert result['holders'] == [{'pid': 104225, 'name': 'mlir-cpu-runner', 'used_mib': 0, 'gpu_uuid': None,
+                                  'gpu_index': None, 'unit': None}]
+    assert 'an unidentified GPU' in result['msg']
+
+
+def test_nvml_backend(monkeypatch, isolated):
+    mib = 1024 * 1024
+    nvml = types.ModuleType('pynvml')
+
+    class NVMLError(Exception):
+        value = 0
+
+    nvml.NVMLError = NVMLError
+    nvml.nvmlInit = nvml.nvmlShutdown = lambda: None
+    nvml.nvmlDeviceGetCount = lambda: 1
+    nvml.nvmlDeviceGetHandleByIndex = lambda i: i
+    nvml.nvmlDeviceGetUUID = lambda h: 'GPU-nvml'
+    nvml.nvmlDeviceGetName = lambda h: 'NVIDIA H200'
+    nvml.nvmlDeviceGetMemoryInfo = lambda h: types.SimpleNamespace(used=500 * mib, total=143771 * mib)
+    nvml.nvmlDeviceGetComputeRunningProcesses = lambda h: []
+    nvml.nvmlSystemGetProcessName = lambda pid: 'x'
+    monkeypatch.setattr(_gpu, 'import_pynvml', lambda: nvml)
+    failed, result = run_module(monkeypatch, FakeHost(), {'max_memory_used_mib': 1024})
+    assert not failed and result['backend'] == 'nvml' and result['released']
+    assert result['gpus'][0]['memory_used_mib'] == 500
+
+
+@pytest.mark.skipif(not HAS_PROC, reason='needs Linux /proc')
+def test_proc_backend_finds_a_real_process(monkeypatch, tmp_path):
+    """The /proc scan on this machine's real /proc, with the device pattern pointed at a temp file."""
+    dev = tmp_path / 'dev'
+    dev.mkdir()
+    (dev / 'nvidia0').write_text('')
+    held = tmp_path / 'nvidia0-held'
+    held.write_text('')
+    monkeypatch.setattr(_gpu, 'DEV_ROOT', str(dev))
+    monkeypatch.setattr(_gpu, 'DEVICE_PATTERN', '^%s$' % re.escape(str(held)))
+    monkeypatch.setattr(_gpu, 'import_pynvml', lambda: None)
+    script = 'import sys; f = open(sys.argv[1]); print("ready", flush=True); sys.stdin.read()'
+    proc = subprocess.Popen([sys.executable, '-c', script, str(held)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            universal_newlines=True)
+    try:
+        assert proc.stdout.readline().strip() == 'ready'
+        failed, result = run_module(monkeypatch, FakeHost(), {'pids': [proc.pid], 'timeout': 0})
+        assert failed and result['backend'] == 'proc'
+        assert [h['pid'] for h in result['holders']] == [proc.pid]
+        assert result['gpus'] == [{'index': 0, 'uuid': None, 'name': '/dev/nvidia0', 'memory_used_mib': None,
+                                   'memory_total_mib': None, 'holders': []}]
+        assert 'PID %d' % proc.pid in result['msg']
+    finally:
+        proc.kill()
+        proc.wait()
+    failed, result = run_module(monkeypatch, FakeHost(), {'pids': [proc.pid], 'timeout': 0})
+    assert not failed and result['released']
+
+
+def test_proc_backend_unreadable_processes_fail(monkeypatch, isolated):
+    (isolated.dev / 'nvidia0').write_text('')
+    add_proc(isolated.proc, 4321)
+    (isolated.proc / '4321' / 'fd').mkdir()
+    real_listdir = os.listdir
+
+    def listdir(path):
+        if path.endswith(os.path.join('4321', 'fd')):
+            raise OSError(errno.EACCES, 'Permission denied', path)
+        return real_listdir(path)
+
+    monkeypatch.setattr(_gpu.os, 'listdir', listdir)
+    failed, result = run_module(monkeypatch, FakeHost(), {'backend': 'proc', 'timeout': 0})
+    assert failed and result['unreadable_pids'] == [4321] and 'become: true' in result['msg']

@@ -1,0 +1,350 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+
+from ansible.module_utils import basic
+from ansible.module_utils.testing import patch_module_args
+
+from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
+from ansible_collections.modelops.shutdown.plugins.modules import unit_stop
+
+FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
+SYSTEMCTL = '/usr/bin/systemctl'
+
+
+def fixture(name):
+    with open(os.path.join(FIXTURES, name)) as handle:
+        return handle.read()
+
+
+# Real captures. States a stop leaves behind are these captures with the properties that systemd
+# changes replaced (systemd is not PID 1 on the dev machine; molecule runs the real thing).
+RUNNING = fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
+ONESHOT_DONE = fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
+REDIS_FAILED = fixture('systemctl_show_redis_failed_after_kill_centos7_systemd219.txt')
+
+AFTER = {
+    'clean': dict(ActiveState='inactive', SubState='dead', Result='success', ExecMainCode='2', ExecMainStatus='15',
+                  MainPID='0', ControlGroup=None),
+    'timeout': dict(ActiveState='failed', SubState='failed', Result='timeout', ExecMainCode='2', ExecMainStatus='9',
+                    MainPID='0', ControlGroup=None),
+    'exit': dict(ActiveState='failed', SubState='failed', Result='exit-code', ExecMainCode='1', ExecMainStatus='1',
+                 MainPID='0', ControlGroup=None),
+    'segv': dict(ActiveState='failed', SubState='failed', Result='core-dump', ExecMainCode='3', ExecMainStatus='11',
+                 MainPID='0', ControlGroup=None),
+    'still': dict(),
+}
+
+
+def edit(text, **changes):
+    lines = []
+    seen = set()
+    for line in text.splitlines():
+        key = line.split('=', 1)[0]
+        if key in changes:
+            seen.add(key)
+            if changes[key] is not None:
+                lines.append('%s=%s' % (key, changes[key]))
+            continue
+        lines.append(line)
+    lines.extend('%s=%s' % (k, v) for k, v in changes.items() if k not in seen and v is not None)
+    return '\n'.join(lines) + '\n'
+
+
+def named(text, unit):
+    return edit(text, Id=unit, Names=unit)
+
+
+class FakeSystemd(object):
+    """Replays systemctl: C(show) prints the unit's current text; C(stop) moves it to its after-text.
+
+    C(daemon-reload) applies a stop-timeout drop-in found under C(runtime_dir) to C(TimeoutStopUSec),
+    as systemd does, unless C(dropin_loses) (another drop-in wins).
+    """
+
+    def __init__(self, units, runtime_dir=None, dropin_loses=False, fail=None):
+        self.units = dict((u, {'text': named(before, u), 'after': after}) for u, (before, after) in units.items())
+        self.calls = []
+        self.runtime_dir = runtime_dir
+        self.dropin_loses = dropin_loses
+        self.fail = fail or {}
+        self.dropin_seen = {}
+
+    def props(self, unit):
+        return _systemd.parse_show_one(self.units[unit]['text'])
+
+    def set(self, unit, **changes):
+        self.units[unit]['text'] = edit(self.units[unit]['text'], **changes)
+
+    def __call__(self, argv, *args, **kwargs):
+        assert isinstance(argv, list) and argv[0] == SYSTEMCTL
+        self.calls.append(argv[1:])
+        verb = argv[1]
+        unit = argv[2] if verb == 'show' else argv[-1]
+        if verb in self.fail:
+            return self.fail[verb]
+        if verb == 'show':
+            if unit not in self.units:
+                return 0, 'Id=%s\nNames=%s\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nResult=success\n' \
+                          'UnitFileState=\nExecMainCode=0\nExecMainStatus=0\nExecMainPID=0\nTimeoutStopUSec=1min 30s\n' % (unit, unit), ''
+            return 0, self.units[unit]['text'], ''
+        if verb == 'stop':
+            if self.runtime_dir:
+                path = _systemd.dropin_path(unit, self.runtime_dir)
+                self.dropin_seen[unit] = os.path.exists(path) and stat.S_IMODE(os.stat(path).st_mode)
+            after = self.units[unit]['after']
+            if after is not None:
+                self.set(unit, **after)
+            return 0, '', ''
+        if verb == 'daemon-reload':
+            for name in self.units:
+                path = _systemd.dropin_path(name, self.runtime_dir) if self.runtime_dir else None
+                if path and os.path.exists(path) and not self.dropin_loses:
+                    with open(path) as handle:
+                        value = [l.split('=', 1)[1] for l in handle.read().splitlines() if l.startswith('TimeoutStopSec=')][0]
+                    self.units[name].setdefault('orig_timeout', self.props(name)['TimeoutStopUSec'])
+                    self.set(name, TimeoutStopUSec=value)
+                elif 'orig_timeout' in self.units[name]:
+                    self.set(name, TimeoutStopUSec=self.units[name].pop('orig_timeout'))
+            return 0, '', ''
+        if verb == 'disable':
+            self.set(unit, UnitFileState='disabled')
+            return 0, 'Removed /etc/systemd/system/multi-user.target.wants/%s.\n' % unit, ''
+        if verb == 'mask':
+            runtime = '--runtime' in argv
+            self.set(unit, UnitFileState='masked-runtime' if runtime else 'masked', LoadState='masked')
+            return 0, 'Created symlink /etc/systemd/system/%s -> /dev/null.\n' % unit, ''
+        raise AssertionError('unexpected systemctl call %r' % argv)
+
+
+class ModuleExit(Exception):
+    def __init__(self, failed, result):
+        super(ModuleExit, self).__init__(result.get('msg', ''))
+        self.failed = failed
+        self.result = result
+
+
+def run_module(monkeypatch, fake, args, check_mode=False, diff=False):
+    warnings = []
+
+    def exit_json(self, **kwargs):
+        raise ModuleExit(False, kwargs)
+
+    def fail_json(self, msg, **kwargs):
+        kwargs['msg'] = msg
+        raise ModuleExit(True, kwargs)
+
+    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
+    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, w: warnings.append(w))
+    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
+                        lambda self, name, required=False, opt_dirs=None: SYSTEMCTL if name == 'systemctl' else None)
+    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, *a, **kw: fake(argv))
+    args = dict(args)
+    if check_mode:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
+    with patch_module_args(args):
+        with pytest.raises(ModuleExit) as exc:
+            unit_stop.main()
+    exc.value.result['warnings'] = warnings
+    return exc.value.failed, exc.value.result
+
+
+LLAMA = 'model-server@llama.service'
+MISTRAL = 'model-server@mistral.service'
+
+
+def test_clean_stop_is_classified_after_the_stop(monkeypatch):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, {'units': ['model-server@llama']})
+    assert not failed and result['changed']
+    rec = result['units'][0]
+    assert rec['unit'] == LLAMA and rec['was_active'] and rec['stopped']
+    assert rec['classification'] == 'clean' and rec['result'] == 'success'
+    assert (rec['exec_main_code'], rec['exec_main_status'], rec['exec_main_pid']) == (2, 15, 679)
+    assert rec['exit'] == 'killed by SIGTERM'
+    assert (rec['active_state'], rec['sub_state']) == ('inactive', 'dead')
+    assert rec['timeout_stop_sec'] == 90.0 and rec['stop_seconds'] is not None and rec['stop_seconds'] >= 0
+    assert rec['disabled'] is False and rec['masked'] is False and rec['error'] is None
+    assert [c[:2] for c in fake.calls] == [['show', LLAMA], ['stop', LLAMA], ['show', LLAMA]]
+    assert 'stopped in' in result['msg'] and 'clean' in result['msg']
+    assert result['failed_units'] == []
+
+
+def test_timeout_fails_and_still_returns_every_record(monkeypatch):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['timeout']), MISTRAL: (RUNNING, AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA, MISTRAL]})
+    assert failed and result['changed']
+    assert [r['unit'] for r in result['units']] == [LLAMA, MISTRAL]
+    assert [r['classification'] for r in result['units']] == ['timeout_killed', 'clean']
+    assert result['units'][0]['exit'] == 'killed by SIGKILL'
+    assert result['failed_units'] == [LLAMA]
+    assert LLAMA in result['msg'] and 'SIGKILL' in result['msg'] and 'What to do' in result['msg']
+    # units stopped in the order given, the second even though the first failed
+    stops = [c[1] for c in fake.calls if c[0] == 'stop']
+    assert stops == [LLAMA, MISTRAL]
+
+
+@pytest.mark.parametrize('after,cls,words', [
+    ('exit', 'failed', ['Result=exit-code', 'exited with status 1', 'journalctl -u ' + LLAMA]),
+    ('segv', 'signal', ['Result=core-dump', 'dumped core on SIGSEGV', 'coredumpctl']),
+])
+def test_failure_classes(monkeypatch, after, cls, words):
+    failed, result = run_module(monkeypatch, FakeSystemd({LLAMA: (RUNNING, AFTER[after])}), {'units': [LLAMA]})
+    assert failed and result['units'][0]['classification'] == cls
+    for word in words:
+        assert word in result['msg']
+
+
+def test_fail_on_empty_only_records(monkeypatch):
+    failed, result = run_module(monkeypatch, FakeSystemd({LLAMA: (RUNNING, AFTER['timeout'])}),
+                                {'units': [LLAMA], 'fail_on': []})
+    assert not failed and result['units'][0]['classification'] == 'timeout_killed'
+
+
+def test_still_running_after_stop_always_fails(monkeypatch):
+    failed, result = run_module(monkeypatch, FakeSystemd({LLAMA: (RUNNING, AFTER['still'])}),
+                                {'units': [LLAMA], 'fail_on': []})
+    assert failed and result['units'][0]['classification'] == 'running'
+    assert 'still active after systemctl stop' in result['msg']
+
+
+def test_inactive_unit_not_stopped_but_classified_from_last_result(monkeypatch):
+    fake = FakeSystemd({'redis.service': (REDIS_FAILED, None), 'sync.service': (ONESHOT_DONE, None)})
+    failed, result = run_module(monkeypatch, fake, {'units': ['redis', 'sync']})
+    assert failed and not result['changed']
+    assert [(r['stopped'], r['was_active'], r['classification']) for r in result['units']] == [
+        (False, False, 'failed'), (False, False, 'clean')]
+    assert result['units'][0]['stop_seconds'] is None
+    assert not [c for c in fake.calls if c[0] != 'show']
+    failed, result = run_module(monkeypatch, fake, {'units': ['sync']})
+    assert not failed and not result['changed'] and 'already inactive' in result['msg']
+
+
+def test_not_found(monkeypatch):
+    fake = FakeSystemd({})
+    failed, result = run_module(monkeypatch, fake, {'units': ['model-server@typo'], 'disable': True, 'mask': True})
+    assert not failed and not result['changed']
+    assert result['units'][0]['classification'] == 'not_found'
+    assert [c[0] for c in fake.calls] == ['show']
+    failed, result = run_module(monkeypatch, fake, {'units': ['model-server@typo'], 'fail_on': ['not_found']})
+    assert failed and 'not loaded' in result['msg'] and 'name@instance.service' in result['msg']
+
+
+def test_disable_and_mask_then_idempotent(monkeypatch):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True, 'mask': True}, diff=True)
+    assert not failed and result['changed']
+    rec = result['units'][0]
+    assert rec['disabled'] and rec['masked'] and rec['unit_file_state'] == 'masked'
+    assert [c for c in fake.calls if c[0] in ('disable', 'mask')] == [['disable', LLAMA], ['mask', LLAMA]]
+    assert result['diff']['before'][LLAMA] == {'active_state': 'active', 'unit_file_state': 'enabled', 'masked': False}
+    assert result['diff']['after'][LLAMA] == {'active_state': 'inactive', 'unit_file_state': 'masked', 'masked': True}
+    fake.calls = []
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True, 'mask': True})
+    assert not failed and not result['changed']
+    assert [c[0] for c in fake.calls] == ['show']
+    assert result['units'][0]['disabled'] is False and result['units'][0]['masked'] is False
+
+
+def test_runtime_enable_and_runtime_mask(monkeypatch):
+    fake = FakeSystemd({LLAMA: (edit(RUNNING, UnitFileState='enabled-runtime'), AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True, 'mask': True, 'mask_runtime': True})
+    assert not failed
+    changes = [c for c in fake.calls if c[0] in ('disable', 'mask')]
+    assert changes == [['disable', '--runtime', LLAMA], ['mask', '--runtime', LLAMA]]
+    assert result['units'][0]['unit_file_state'] == 'masked-runtime'
+
+
+def test_static_unit_is_not_disabled(monkeypatch):
+    fake = FakeSystemd({LLAMA: (edit(RUNNING, UnitFileState='static'), AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True})
+    assert not failed and not result['units'][0]['disabled']
+    assert not [c for c in fake.calls if c[0] == 'disable']
+
+
+def test_check_mode_changes_nothing_and_predicts(monkeypatch):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['timeout']), 'redis.service': (REDIS_FAILED, None)})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA, 'redis.service'], 'disable': True, 'mask': True,
+                                                    'fail_on': ['timeout_killed']}, check_mode=True, diff=True)
+    assert not failed and result['changed']
+    assert [c[0] for c in fake.calls] == ['show', 'show']
+    rec = result['units'][0]
+    assert rec['stopped'] and rec['disabled'] and rec['masked'] and rec['classification'] == 'running'
+    assert rec['stop_seconds'] is None
+    assert result['units'][1]['stopped'] is False and result['units'][1]['disabled'] is False
+    assert result['units'][1]['masked'] is True
+    assert result['diff']['after'][LLAMA] == {'active_state': 'inactive', 'unit_file_state': 'masked', 'masked': True}
+    assert 'would be stopped' in result['msg']
+
+
+def test_timeout_override_dropin_lifecycle(monkeypatch, tmp_path):
+    runtime = str(tmp_path / 'run')
+    monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', runtime)
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])}, runtime_dir=runtime)
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'timeout_stop_sec': 120})
+    assert not failed
+    assert fake.dropin_seen[LLAMA] == 0o644
+    assert result['units'][0]['timeout_stop_sec'] == 120.0
+    assert [c[0] for c in fake.calls] == ['show', 'daemon-reload', 'show', 'stop', 'daemon-reload', 'show']
+    assert not os.path.exists(_systemd.dropin_path(LLAMA, runtime))
+    assert fake.props(LLAMA)['TimeoutStopUSec'] == '1min 30s'
+
+
+def test_timeout_override_that_does_not_win_stops_nothing(monkeypatch, tmp_path):
+    runtime = str(tmp_path / 'run')
+    monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', runtime)
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])}, runtime_dir=runtime, dropin_loses=True)
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'timeout_stop_sec': 5})
+    assert failed
+    assert 'did not take effect' in result['msg'] and 'was not stopped' in result['msg']
+    assert not [c for c in fake.calls if c[0] == 'stop']
+    assert result['units'][0]['stopped'] is False and result['units'][0]['classification'] == 'running'
+    assert not os.path.exists(_systemd.dropin_path(LLAMA, runtime))
+
+
+def test_timeout_override_dropin_not_writable(monkeypatch, tmp_path):
+    blocker = tmp_path / 'run'
+    blocker.write_text('a file where a directory should be')
+    monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', str(blocker))
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'timeout_stop_sec': 5})
+    assert failed and 'Could not write the stop-timeout drop-in' in result['msg'] and 'become: true' in result['msg']
+    assert not [c for c in fake.calls if c[0] == 'stop']
+
+
+def test_systemctl_stop_error_is_reported_with_state_after(monkeypatch):
+    fake = FakeSystemd({LLAMA: (RUNNING, None)}, fail={'stop': (1, '', 'Failed to stop %s: Access denied\n' % LLAMA)})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA]})
+    assert failed and 'Access denied' in result['msg'] and 'rc 1' in result['msg']
+    rec = result['units'][0]
+    assert rec['stopped'] and rec['error'] and rec['classification'] == 'running'
+    assert [c[0] for c in fake.calls] == ['show', 'stop', 'show']
+
+
+def test_show_error_is_reported_per_unit(monkeypatch):
+    fake = FakeSystemd({LLAMA: (RUNNING, None)}, fail={'show': (1, '', 'Failed to connect to bus: No such file or directory\n')})
+    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA]})
+    assert failed and 'Failed to connect to bus' in result['msg']
+    assert result['units'][0]['unit'] == LLAMA and result['units'][0]['error']
+
+
+@pytest.mark.parametrize('args,words', [
+    ({'units': [LLAMA], 'timeout_stop_sec': 0}, 'more than 0'),
+    ({'units': ['vllm.socket'], 'timeout_stop_sec': 5}, '.service units only'),
+    ({'units': ['  ']}, 'units is empty'),
+    ({'units': [LLAMA], 'fail_on': ['explode']}, 'fail_on'),
+])
+def test_argument_errors(monkeypatch, args, words):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    failed, result = run_module(monkeypatch, fake, args)
+    assert failed and words in result['msg']
+    assert not [c for c in fake.calls if c[0] == 'stop']
