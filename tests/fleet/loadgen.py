@@ -78,7 +78,7 @@ def positive_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if not value > 0 or math.isinf(value):
+    if math.isnan(value) or math.isinf(value) or value <= 0:
         raise argparse.ArgumentTypeError("%r must be > 0" % text)
     return value
 
@@ -88,7 +88,7 @@ def nonnegative_float(text):
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError("%r is not a number" % text) from None
-    if value < 0 or math.isinf(value):
+    if math.isnan(value) or math.isinf(value) or value < 0:
         raise argparse.ArgumentTypeError("%r must be >= 0" % text)
     return value
 

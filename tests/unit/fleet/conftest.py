@@ -30,7 +30,8 @@ FLEET = REPO / "tests" / "fleet"
 SERVER = FLEET / "model_server.py"
 NVIDIA_SMI = FLEET / "nvidia-smi"
 LOADGEN = FLEET / "loadgen.py"
-FIXTURES = pathlib.Path(__file__).resolve().parent / "fixtures"
+# Real captures, shared with the other unit tests (provenance: tests/unit/fixtures/SOURCES.md).
+FIXTURES = REPO / "tests" / "unit" / "fixtures"
 
 TOKEN_VAR = "MODELOPS_FLEET_TEST_TOKEN"
 TOKEN = "fleet-%s" % uuid.uuid4().hex

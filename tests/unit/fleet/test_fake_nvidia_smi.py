@@ -1,10 +1,11 @@
 # -*- coding: utf-8 -*-
 # Copyright: contributors to modelops.shutdown
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-"""tests/fleet/nvidia-smi against real nvidia-smi captures (tests/unit/fleet/fixtures)."""
+"""tests/fleet/nvidia-smi against real nvidia-smi captures (tests/unit/fixtures)."""
 
 from __future__ import annotations
 
+import pathlib
 import re
 import shutil
 
@@ -160,7 +161,7 @@ def test_invalid_field_is_rejected_like_the_real_cli(fleet, args):
 
 
 def test_driver_not_loaded(fleet):
-    open(fleet.conf_dir + "/driver-not-loaded", "w", encoding="utf-8").close()
+    pathlib.Path(fleet.conf_dir, "driver-not-loaded").touch()
     for args in (("-L",), ("--query-compute-apps=pid", "--format=csv")):
         result = fleet.nvidia_smi(*args)
         assert result.returncode == 9
@@ -181,3 +182,17 @@ def test_shebangs_pass_ansible_test_sanity(helpers):
         with open(path, "rb") as handle:
             assert handle.readline().strip().decode() in allowed, path
         compile(path.read_text(encoding="utf-8"), str(path), "exec")
+
+
+def test_live_allocation_on_a_gpu_missing_from_the_inventory_fails_loudly(fleet):
+    # Leaving it out would let every GPU-release check pass without looking.
+    pid = fleet.sleeper().pid
+    fleet.write_allocation(pid, 4096, "GPU-5f8a9c1e-0d2b-4c3a-9e7f-000000000001")
+    for args in (("--query-compute-apps=pid,used_memory", "--format=csv"), ("--query-gpu=memory.used", "--format=csv")):
+        result = fleet.nvidia_smi(*args)
+        assert result.returncode == 255 and result.stdout == ""
+        assert "GPU-5f8a9c1e-0d2b-4c3a-9e7f-000000000001" in result.stderr and "gpus.json" in result.stderr
+    fleet.write_gpus([{"index": 0, "uuid": "GPU-5f8a9c1e-0d2b-4c3a-9e7f-000000000001", "name": "NVIDIA H100 80GB HBM3",
+                       "pci_bus_id": "00000000:00:09.0", "serial": "1650000000009", "memory_total_mib": 81559}])
+    result = fleet.nvidia_smi("--query-compute-apps=pid,used_memory", "--format=csv,noheader")
+    assert (result.returncode, result.stdout) == (0, "%d, 4096 MiB\n" % pid)
