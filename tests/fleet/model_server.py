@@ -379,8 +379,13 @@ class ServerState:
 # --- HTTP -----------------------------------------------------------------------------
 
 def _fmt(value) -> str:
-    """Prometheus float formatting as prometheus_client prints it (1 -> 1.0)."""
-    return repr(float(value))
+    """A sample value as prometheus_client prints it: 1 -> 1.0, 1718140558.3 -> 1.7181405583e+09."""
+    text = repr(float(value))
+    dot = text.find(".")
+    if float(value) > 0 and dot > 6 and "e" not in text:  # Go switches to exponents sooner than Python
+        mantissa = ("%s.%s%s" % (text[0], text[1:dot], text[dot + 1:])).rstrip("0.")
+        return "%se+0%d" % (mantissa, dot - 1)
+    return text
 
 
 def _label(value: str) -> str:
@@ -441,6 +446,12 @@ class ModelHTTPServer(ThreadingHTTPServer):
         socketserver.TCPServer.server_bind(self)
         self.server_name = str(self.server_address[0])
         self.server_port = self.server_address[1]
+
+    def handle_error(self, request, client_address):
+        # One line instead of socketserver's traceback (clients that hang up are routine).
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, (ConnectionError, TimeoutError)):
+            log("error serving %s: %s: %s" % (client_address[0], type(exc).__name__, exc))
 
     def process_request(self, request, client_address):
         self.state.connection_opened()

@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import pathlib
+import re
 import signal
 import socket
 import sys
@@ -116,6 +117,7 @@ def test_metrics_count_running_requests_in_vllm_format(fleet, helpers):
     assert len(ours) == 14 and all(line in capture for line in ours)
     assert "%s 0.0\n" % RUNNING in text and "%s 0.0\n" % WAITING in text
     assert "vllm:request_success_total{" not in text  # no sample before the first success, like prometheus_client
+    assert re.search(r"^process_start_time_seconds \d\.\d+e\+09$", text, re.M)  # Go-style float, as in the capture
 
     threads, results = fire(server, 3)
     helpers.wait_for(lambda: gauge(helpers, server, RUNNING) == 3.0, 2.0, message="running == 3")
