@@ -325,6 +325,14 @@ def test_empty_input():
     assert out['totals']['ratio'] is None
 
 
+def test_empty_start_time_as_the_report_role_passes_it():
+    # roles/report passes started=hostvars['localhost'].__report_started | default('') and halt_reason="".
+    out = rollout_report({'gpu-1': {'batch': 1, 'status': 'done'}}, started='', finished=ts(5), halted=False,
+                         halt_reason='')
+    assert (out['started'], out['finished'], out['totals']['duration_seconds']) == (None, ts(5), None)
+    assert render(out).splitlines()[2] == 'Started at an unknown time, finished %s.' % ts(5)
+
+
 def test_input_is_not_modified():
     hosts, batches = fleet()
     before = copy.deepcopy((hosts, batches))
