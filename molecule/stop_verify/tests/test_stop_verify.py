@@ -34,7 +34,7 @@ def _on(host, name):
 
 
 def _unit_props(h, unit=UNIT):
-    out = h.check_output('systemctl show %s -p ActiveState -p SubState -p Result -p ExecMainCode -p ExecMainStatus' % unit)
+    out = h.check_output('systemctl show %s -p ActiveState -p SubState -p Result -p ExecMainCode -p ExecMainStatus -p ExecMainPID' % unit)
     return dict(line.split('=', 1) for line in out.splitlines() if '=' in line)
 
 
@@ -97,6 +97,7 @@ def test_sigterm_ignoring_unit_is_timeout_killed_and_fails_the_host(host):
     assert 3.0 <= unit['stop_seconds'] < 10, 'systemd should SIGKILL it right after TimeoutStopSec=3'
     live = _unit_props(fleetcheck.other_host(host, 'sv-stubborn'))
     assert (live['ActiveState'], live['Result'], live['ExecMainStatus']) == ('failed', 'timeout', '9'), live
+    assert int(live['ExecMainPID']) == unit['exec_main_pid'], 'the record is not from this fleet'
 
 
 def test_orphaning_unit_stops_clean_but_leaves_its_worker(host):
