@@ -19,7 +19,9 @@ duration, its floor and the overhead (duration - floor), then the totals:
 
 A batch's floor is the report's: the longest (in-flight wait + unit stop time) among its hosts,
 the time a batch cannot go below whatever the tooling does. The report's own duration
-(its started..finished) and ratio are printed too. The load summary must show 0 failed and
+(its started..finished) and ratio are printed too, and a second floor read from the model
+servers' task logs (svc floor: the longest service time of the last request each host was sent,
+plus its stop time), which does not depend on when the rollout started counting. The load summary must show 0 failed and
 0 cut. The fleet is torn down at the end (also on failure or Ctrl-C) unless --keep.
 
 Not a test: it asserts nothing but the exit status, 0 when the rollout succeeded and no
@@ -44,6 +46,7 @@ PREFIX = 'bench'
 NETWORK = 'modelops-bench'
 LB_PORT = 38095
 LB_URL = 'http://127.0.0.1:%d' % LB_PORT
+TASK_LOG = '/var/log/model-server/llama.tasks.jsonl'
 
 
 def parse_args(argv=None):
@@ -251,14 +254,43 @@ class Bench:
         if new:
             with open(new[-1], encoding='utf-8') as handle:
                 report = json.load(handle)
-        return self.results(rc, wall, report, new[-1] if new else None, load)
+        tails = self.request_tails(report)
+        return self.results(rc, wall, report, new[-1] if new else None, load, tails)
 
-    def results(self, rc, wall, report, report_path, load):
+    def request_tails(self, report):
+        """{host: seconds its last request took}, from the task logs of the hosts the report lists."""
+        tails = {}
+        for record in (report or {}).get('hosts', []):
+            try:
+                text = subprocess.run(['docker', 'exec', record['host'], 'cat', TASK_LOG], check=True,
+                                      capture_output=True, text=True, timeout=30).stdout
+            except (OSError, subprocess.SubprocessError):
+                continue
+            started, ended = {}, {}
+            for line in text.splitlines():
+                try:
+                    event = json.loads(line)
+                except ValueError:
+                    continue
+                if event.get('event') == 'started':
+                    started[event['id']] = event['ts']
+                elif event.get('event') in ('completed', 'aborted'):
+                    ended[event['id']] = event['ts']
+            if started:
+                last = max(started, key=started.get)
+                if last in ended:
+                    tails[record['host']] = round(ended[last] - started[last], 3)
+        return tails
+
+    def results(self, rc, wall, report, report_path, load, tails):
         args = self.args
         batches = []
         for batch in (report or {}).get('batches', []):
             hosts = {h['host']: h for h in report['hosts'] if h['host'] in batch['hosts']}
             drains = [h['drain_seconds'] for h in hosts.values() if h.get('drain_seconds') is not None]
+            # What the batch could not go below even with a perfect orchestrator: the last request a host
+            # was sent has to finish, then its units stop. Read from the task logs, not the rollout.
+            service = [tails[name] + (h.get('stop_seconds') or 0.0) for name, h in hosts.items() if name in tails]
             batches.append({
                 'number': batch['number'],
                 'hosts': batch['hosts'],
@@ -267,9 +299,11 @@ class Bench:
                 'overhead_seconds': batch['overhead_seconds'],
                 'in_flight_at_wait_start': sum(h.get('in_flight_at_drain_start') or 0 for h in hosts.values()),
                 'longest_drain_seconds': max(drains) if drains else None,
+                'service_floor_seconds': round(max(service), 3) if service else None,
             })
         totals = (report or {}).get('totals', {})
         floor_sum = sum(b['floor_seconds'] or 0 for b in batches)
+        service_sum = sum(b['service_floor_seconds'] or 0 for b in batches)
         lost = load is None or load.get('failed') != 0 or load.get('cut') != 0
         return {
             'parameters': {'hosts': args.hosts, 'retire': args.retire, 'serial': args.serial,
@@ -285,6 +319,8 @@ class Bench:
                 'floor_seconds_sum': round(floor_sum, 3),
                 'ratio': round(wall / floor_sum, 2) if floor_sum else None,
                 'report_ratio': totals.get('ratio'),
+                'service_floor_seconds_sum': round(service_sum, 3),
+                'service_ratio': round(wall / service_sum, 2) if service_sum else None,
             },
             'load': load,
             'ok': rc == 0 and report is not None and not lost,
@@ -309,14 +345,19 @@ def seconds(value):
 def show(result):
     say('')
     say('== per batch (from %s)' % (result['report'] or 'no report'))
-    say('%-5s %-30s %10s %10s %10s %10s %9s' % ('batch', 'hosts', 'duration', 'floor', 'overhead', 'drain max',
-                                                'in flight'))
+    say('%-5s %-30s %10s %10s %10s %10s %9s %10s' % ('batch', 'hosts', 'duration', 'floor', 'overhead', 'drain max',
+                                                     'in flight', 'svc floor'))
     for batch in result['batches']:
         hosts = ', '.join(batch['hosts'])
-        say('%-5s %-30s %s %s %s %s %9s' % (batch['number'], hosts if len(hosts) <= 30 else hosts[:27] + '...',
-                                            seconds(batch['duration_seconds']), seconds(batch['floor_seconds']),
-                                            seconds(batch['overhead_seconds']), seconds(batch['longest_drain_seconds']),
-                                            batch['in_flight_at_wait_start']))
+        say('%-5s %-30s %s %s %s %s %9s %s' % (batch['number'], hosts if len(hosts) <= 30 else hosts[:27] + '...',
+                                               seconds(batch['duration_seconds']), seconds(batch['floor_seconds']),
+                                               seconds(batch['overhead_seconds']),
+                                               seconds(batch['longest_drain_seconds']),
+                                               batch['in_flight_at_wait_start'],
+                                               seconds(batch['service_floor_seconds'])))
+    say('  floor: longest (in-flight wait + stop) of the batch, from the report; overhead = duration - floor')
+    say('  drain max: longest drain (mark + propagation + wait); in flight: requests counted when the wait began')
+    say('  svc floor: longest (service time of the last request a host was sent + stop), from the task logs')
     t = result['totals']
     say('')
     say('== totals')
@@ -325,6 +366,8 @@ def show(result):
     say('floor sum over batches           %s' % seconds(t['floor_seconds_sum']))
     say('ratio wall / floor sum           %10s' % (t['ratio'] if t['ratio'] is not None else '-'))
     say('report ratio (duration / floor)  %10s' % (t['report_ratio'] if t['report_ratio'] is not None else '-'))
+    say('service floor sum (task logs)    %s' % seconds(t['service_floor_seconds_sum']))
+    say('wall / service floor sum         %10s' % (t['service_ratio'] if t['service_ratio'] is not None else '-'))
     say('rollout                          %10s' % ('ok' if result['rollout_rc'] == 0 else 'FAILED (exit %d)'
                                                    % result['rollout_rc']))
     load = result['load']
