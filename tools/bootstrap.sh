@@ -38,8 +38,9 @@ ensure_venv() {
     say "creating virtualenv $venv"
     if ! "$python" -m venv "$venv" >"$log_dir/venv.log" 2>&1; then
       rm -rf "$venv"
-      apt_install python3-venv && "$python" -m venv "$venv" >>"$log_dir/venv.log" 2>&1 \
-        || die "could not create a virtualenv with $python (see $log_dir/venv.log); install python3-venv and re-run."
+      if ! apt_install python3-venv || ! "$python" -m venv "$venv" >>"$log_dir/venv.log" 2>&1; then
+        die "could not create a virtualenv with $python (see $log_dir/venv.log); install python3-venv and re-run."
+      fi
     fi
   fi
   say "installing pinned tools into $venv (requirements/*.txt)"
@@ -96,7 +97,7 @@ ensure_get_pip() {
 }
 
 ensure_tools() {
-  # shellcheck backs ansible-test's shellcheck sanity test; it is skipped (with a warning) without it.
+  # The shellcheck tool backs ansible-test's shellcheck sanity test, which is skipped without it.
   command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck || say "shellcheck is not installed; ansible-test will skip its shellcheck test."
   # A real HAProxy for the runtime-API unit tests (they skip without it).
   command -v haproxy >/dev/null 2>&1 || apt_install haproxy || say "haproxy is not installed; its unit tests will be skipped."
