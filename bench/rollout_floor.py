@@ -21,8 +21,9 @@ A batch's floor is the report's: the longest (in-flight wait + unit stop time) a
 the time a batch cannot go below whatever the tooling does. The report's own duration
 (its started..finished) and ratio are printed too, and a second floor read from the model
 servers' task logs (svc floor: the longest service time of the last request each host was sent,
-plus its stop time), which does not depend on when the rollout started counting. The load summary must show 0 failed and
-0 cut. The fleet is torn down at the end (also on failure or Ctrl-C) unless --keep.
+plus its stop time), which does not depend on when the rollout started counting. The load
+summary must show 0 failed and 0 cut. The fleet is torn down at the end (also on failure or
+Ctrl-C) unless --keep.
 
 Not a test: it asserts nothing but the exit status, 0 when the rollout succeeded and no
 request was lost, 1 otherwise. Files go to .build/bench/ (inventory, logs, reports, load).
@@ -229,10 +230,10 @@ class Bench:
             if probe.connect_ex(('127.0.0.1', LB_PORT)) == 0:
                 raise SystemExit('bench: 127.0.0.1:%d is already in use; free it and re-run.' % LB_PORT)
         self.created = True
-        _, seconds = self.playbook('create', 'molecule/_shared/create.yml')
-        say('   fleet created in %.0f s' % seconds)
-        _, seconds = self.playbook('fleet', 'molecule/_shared/fleet.yml')
-        say('   model servers and HAProxy deployed in %.0f s' % seconds)
+        took = self.playbook('create', 'molecule/_shared/create.yml')[1]
+        say('   fleet created in %.0f s' % took)
+        took = self.playbook('fleet', 'molecule/_shared/fleet.yml')[1]
+        say('   model servers and HAProxy deployed in %.0f s' % took)
 
         self.start_load()
         time.sleep(args.warmup)
@@ -290,7 +291,8 @@ class Bench:
             drains = [h['drain_seconds'] for h in hosts.values() if h.get('drain_seconds') is not None]
             # What the batch could not go below even with a perfect orchestrator: the last request a host
             # was sent has to finish, then its units stop. Read from the task logs, not the rollout.
-            service = [tails[name] + (h.get('stop_seconds') or 0.0) for name, h in hosts.items() if name in tails]
+            service = [tails[name] + (h.get('stop_seconds') or 0.0) for name, h in hosts.items()
+                       if name in tails and h.get('drained') is True]
             batches.append({
                 'number': batch['number'],
                 'hosts': batch['hosts'],
@@ -312,6 +314,7 @@ class Bench:
             'rollout_rc': rc,
             'report': report_path,
             'halted': (report or {}).get('halted'),
+            'halt_reason': (report or {}).get('halt_reason'),
             'batches': batches,
             'totals': {
                 'rollout_wall_seconds': round(wall, 3),
@@ -370,6 +373,8 @@ def show(result):
     say('wall / service floor sum         %10s' % (t['service_ratio'] if t['service_ratio'] is not None else '-'))
     say('rollout                          %10s' % ('ok' if result['rollout_rc'] == 0 else 'FAILED (exit %d)'
                                                    % result['rollout_rc']))
+    if result['halted']:
+        say('halted: %s' % (result['halt_reason'] or 'no reason recorded'))
     load = result['load']
     say('')
     if load:

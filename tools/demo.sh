@@ -98,7 +98,10 @@ teardown() {
       note "teardown failed, see $logs/destroy.log"
     fi
   fi
-  printf '\n==== demo %s after %d s\n' "$([ "$rc" -eq 0 ] && echo passed || echo "FAILED (exit $rc)")" $((SECONDS - begin))
+  local verdict="FAILED (exit $rc)"
+  [ "$rc" -eq 0 ] && verdict=passed
+  [ "$rc" -ge 130 ] && verdict="interrupted (exit $rc)"
+  printf '\n==== demo %s after %d s\n' "$verdict" $((SECONDS - begin))
   exit "$rc"
 }
 trap teardown EXIT

@@ -191,9 +191,17 @@ def _host_record(host, result, batch_of_host):
             unit_seconds.append(seconds)
     stop_seconds = max(unit_seconds) if unit_seconds else None
 
+    # The floor is what no orchestration can avoid: the requests in flight when the load balancers
+    # stopped sending (drain finished - marked), then the stop. Older records without 'marked'
+    # fall back to the in-flight wait alone.
+    drain_marked = _iso(drain.get('marked'), where + '.drain.marked')
+    in_flight_wait = _seconds_between(_timestamp(drain_marked, where + '.drain.marked'),
+                                      _timestamp(drain_finished, where + '.drain.finished'))
+    if in_flight_wait is None or not drain.get('waited', True):
+        in_flight_wait = drain_waited
     floor = None
-    if drain_waited is not None or stop_seconds is not None:
-        floor = (drain_waited or 0.0) + (stop_seconds or 0.0)
+    if in_flight_wait is not None or stop_seconds is not None:
+        floor = (in_flight_wait or 0.0) + (stop_seconds or 0.0)
 
     gpu = verify.get('gpu') if isinstance(verify.get('gpu'), Mapping) else {}
     gpu_released = None
@@ -219,7 +227,9 @@ def _host_record(host, result, batch_of_host):
         'drain_finished': drain_finished,
         'drain_seconds': _round(drain_seconds),
         'drain_waited_seconds': _round(drain_waited),
-        'in_flight_at_drain_start': _count(drain.get('in_flight_initial'), where + '.drain.in_flight_initial'),
+        'in_flight_at_drain_start': _count(
+            drain.get('in_flight_at_mark', drain.get('in_flight_initial')),
+            where + ('.drain.in_flight_at_mark' if 'in_flight_at_mark' in drain else '.drain.in_flight_initial')),
         'drained': drain.get('drained'),
         'stop_classifications': classifications,
         'stop_seconds': _round(stop_seconds),

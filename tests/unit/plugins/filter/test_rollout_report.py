@@ -386,7 +386,7 @@ def test_template_renders_run_report():
     assert 'Started %s, finished %s.' % (ts(0), ts(140.0)) in lines
     assert 'HALTED' not in text
     for expected in ['| Hosts | 4 |', '| Done | 2 |', '| Failed | 1 |', '| Restored to service | 1 |',
-                     '| Requests in flight at drain start | 19 |', '| Incomplete tasks | 2 |',
+                     '| Requests in flight when the load balancers stopped sending | 19 |', '| Incomplete tasks | 2 |',
                      '| Hosts with GPU memory not released | 1 |', '| Duration | 140.0 s |',
                      '| Floor (sum over batches) | 109.1 s |', '| Duration / floor | 1.28 |']:
         assert expected in lines
@@ -449,3 +449,19 @@ def test_template_renders_empty_report():
     text = render(rollout_report({}, started=ts(0), finished=ts(1)))
     assert 'No batch ran.' in text
     assert 'No host.' in text
+
+
+def test_floor_counts_from_when_the_load_balancers_stopped_sending():
+    # Marked at +2 s, drained at +9.5 s, then a 3.2 s stop: the floor is 7.5 + 3.2, whatever the
+    # in-flight wait itself measured (it starts later, after the propagation delay).
+    host = done_host(1, 0, 1.0, 0, [unit('model-server@llama.service', stop_seconds=3.2)])
+    host['drain'].update({'marked': ts(2), 'finished': ts(9.5), 'in_flight_at_mark': 4, 'waited': True})
+    record = rollout_report({'gpu-1': host})['hosts'][0]
+    assert record['floor_seconds'] == pytest.approx(10.7)
+    assert record['in_flight_at_drain_start'] == 4
+
+
+def test_floor_of_a_host_that_was_not_waited_for_is_its_stop_alone():
+    host = done_host(1, 0, 0, 0, [unit('model-server@llama.service', stop_seconds=0.2)])
+    host['drain'].update({'marked': ts(2), 'finished': ts(4), 'waited': False})
+    assert rollout_report({'gpu-1': host})['hosts'][0]['floor_seconds'] == pytest.approx(0.2)
