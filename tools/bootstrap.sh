@@ -59,7 +59,7 @@ ensure_docker() {
     docker_answers && return 0
   fi
   if ! is_root; then
-    die "the Docker daemon does not answer ($(docker info 2>&1 | grep -m1 -iE 'error|cannot|denied' || echo 'no reply')); start it (systemctl start docker) or add $(id -un) to the docker group, then re-run."
+    die "the Docker daemon does not answer ($( (docker info 2>&1 || true) | grep -m1 -iE 'error|cannot|denied' || echo 'no reply')); start it (systemctl start docker) or add $(id -un) to the docker group, then re-run."
   fi
   if ! pgrep -x dockerd >/dev/null 2>&1; then
     say "starting dockerd in the background (log: $log_dir/dockerd.log)"
