@@ -12,31 +12,23 @@ C(ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes
 * C(FakeConsul): the three Consul agent endpoints the adapter uses, starting from the captured
   C(/v1/agent/checks) answer.
 * C(FakeModelServer): the reference model server's C(/admin/state) and C(/health).
+
+Each is started with C(start()) and stopped with C(stop()), or used as a context manager
+(C(with FakeConsul() as consul: ...)). Helpers for other stand-ins are in C(tests/unit/plugins/helpers.py).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import socket
 import socketserver
 import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlparse
 
-FIXTURES = os.path.join(os.path.dirname(__file__), '..', '..', 'fixtures')
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import QuietHandler, read_fixture, send_reply, serve_http, stop_http
 
 ADMF_FMAINT = 0x01
 ADMF_FDRAIN = 0x08
-
-
-def fixture_path(name):
-    return os.path.join(FIXTURES, name)
-
-
-def read_fixture(name):
-    with open(fixture_path(name), 'r', encoding='utf-8', newline='') as handle:
-        return handle.read()
 
 
 # --------------------------------------------------------------------------------------------- HAProxy
@@ -201,6 +193,12 @@ class FakeHAProxy(object):
     def sets(self):
         return [c for c in self.commands if c.startswith('set ')]
 
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
 
 class SilentSocket(object):
     """A unix socket that accepts connections and never answers (for timeouts)."""
@@ -223,7 +221,6 @@ class _FakeHTTP(object):
     def __init__(self):
         self.requests = []
         self.httpd = None
-        self.thread = None
 
     def route(self, method, path, query, headers, body):  # pragma: no cover - overridden
         raise NotImplementedError
@@ -235,10 +232,7 @@ class _FakeHTTP(object):
     def start(self):
         fake = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
-
+        class Handler(QuietHandler):
             def _handle(self):
                 length = int(self.headers.get('Content-Length') or 0)
                 body = self.rfile.read(length) if length else b''
@@ -247,30 +241,26 @@ class _FakeHTTP(object):
                                       'headers': dict(self.headers.items()), 'body': body.decode('utf-8', 'replace')})
                 status, payload, content_type = fake.route(self.command, parsed.path, parse_qs(parsed.query),
                                                            self.headers, body)
-                data = payload if isinstance(payload, bytes) else payload.encode('utf-8')
-                self.send_response(status)
-                self.send_header('Content-Type', content_type)
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+                send_reply(self, status, payload if isinstance(payload, bytes) else payload.encode('utf-8'), content_type)
 
             do_GET = do_PUT = do_POST = do_PATCH = _handle
 
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.httpd.daemon_threads = True
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={'poll_interval': 0.05})
-        self.thread.daemon = True
-        self.thread.start()
+        self.httpd = serve_http(Handler)
         return self
 
     def stop(self):
         if self.httpd is not None:
-            self.httpd.shutdown()
-            self.httpd.server_close()
+            stop_http(self.httpd)
             self.httpd = None
 
     def mutations(self):
         return [r for r in self.requests if r['method'] != 'GET']
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
 
 
 class FakeConsul(_FakeHTTP):

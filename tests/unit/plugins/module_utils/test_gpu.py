@@ -13,34 +13,29 @@ import types
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import CommandReplay, add_proc, read_fixture
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
 HAS_PROC = os.path.isdir('/proc/self/fd')
 ZERO_UUID = 'GPU-00000000-0000-0000-0000-000000000000'
 
 
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
-
-
-APPS_H100_MIG = fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_load.csv')
-APPS_H100_IDLE = fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_idle_empty.csv')
-APPS_H200_MIG = fixture('nvidia-smi_query-compute-apps_csv_h200-mig_drv590.48.01_load.csv')
-APPS_H200 = fixture('nvidia-smi_query-compute-apps_csv_h200_drv590.48.01_load.csv')
-APPS_L40S = fixture('nvidia-smi_query-compute-apps_csv_l40s_drv595.80_load.csv')
-APPS_WIN = fixture('nvidia-smi_query-compute-apps_csv_windows-rtx2080super_drv591.86_load_NA.csv')
-GPU_H100 = fixture('nvidia-smi_query-gpu_allfields_csv_h100-mig_drv590.48.01_idle.csv')
-GPU_WIN = fixture('nvidia-smi_query-gpu_allfields_csv_windows-rtx2080super_drv591.86_load.csv')
-GPU_465 = fixture('nvidia-smi_query-gpu_manyfields_csv_rtx2080super_linux_drv465.27.csv')
-GPU_466 = fixture('nvidia-smi_query-gpu_manyfields_csv_rtx2080super_win10_drv466.63.csv')
-LIST_H100 = fixture('nvidia-smi_L_h100-mig_drv590.48.01.txt')
-LIST_H200 = fixture('nvidia-smi_L_h200-mig_drv590.48.01.txt')
-ROCM_MI100X4 = fixture('rocm-smi_json_allinfo_mi100x4_rocm6.0.2.json')
-ROCM_MI100X6 = fixture('rocm-smi_json_allinfo_mi100x6_rocm5.7.1_with_pid.json')
-ROCM_RX6700 = fixture('rocm-smi_json_allinfo_rx6700xt_rocm6.1.2.json')
-ROCM_RX7900 = fixture('rocm-smi_json_showproductname_showuse_showmeminfo_vram_rx7900xt_marimo-issue9237.json')
-ROCM_PIDS = fixture('rocm-smi_showpids_8procs_ROC-smi-issue60.txt')
+APPS_H100_MIG = read_fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_load.csv')
+APPS_H100_IDLE = read_fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_idle_empty.csv')
+APPS_H200_MIG = read_fixture('nvidia-smi_query-compute-apps_csv_h200-mig_drv590.48.01_load.csv')
+APPS_H200 = read_fixture('nvidia-smi_query-compute-apps_csv_h200_drv590.48.01_load.csv')
+APPS_L40S = read_fixture('nvidia-smi_query-compute-apps_csv_l40s_drv595.80_load.csv')
+APPS_WIN = read_fixture('nvidia-smi_query-compute-apps_csv_windows-rtx2080super_drv591.86_load_NA.csv')
+GPU_H100 = read_fixture('nvidia-smi_query-gpu_allfields_csv_h100-mig_drv590.48.01_idle.csv')
+GPU_WIN = read_fixture('nvidia-smi_query-gpu_allfields_csv_windows-rtx2080super_drv591.86_load.csv')
+GPU_465 = read_fixture('nvidia-smi_query-gpu_manyfields_csv_rtx2080super_linux_drv465.27.csv')
+GPU_466 = read_fixture('nvidia-smi_query-gpu_manyfields_csv_rtx2080super_win10_drv466.63.csv')
+LIST_H100 = read_fixture('nvidia-smi_L_h100-mig_drv590.48.01.txt')
+LIST_H200 = read_fixture('nvidia-smi_L_h200-mig_drv590.48.01.txt')
+ROCM_MI100X4 = read_fixture('rocm-smi_json_allinfo_mi100x4_rocm6.0.2.json')
+ROCM_MI100X6 = read_fixture('rocm-smi_json_allinfo_mi100x6_rocm5.7.1_with_pid.json')
+ROCM_RX6700 = read_fixture('rocm-smi_json_allinfo_rx6700xt_rocm6.1.2.json')
+ROCM_RX7900 = read_fixture('rocm-smi_json_showproductname_showuse_showmeminfo_vram_rx7900xt_marimo-issue9237.json')
+ROCM_PIDS = read_fixture('rocm-smi_showpids_8procs_ROC-smi-issue60.txt')
 
 # The real nvidia-smi message printed (on stdout) with return code 9.
 NO_DRIVER = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
@@ -203,19 +198,6 @@ def test_nvidia_smi_error(rc, out, kind, words):
     assert str(err).startswith('/usr/bin/nvidia-smi exited with rc %s' % rc)
 
 
-class FakeRun(object):
-    """Replays C((rc, out, err)) by the first argv item that starts with '--query' / '-L'."""
-
-    def __init__(self, answers):
-        self.answers = answers
-        self.calls = []
-
-    def __call__(self, argv):
-        self.calls.append(argv)
-        key = argv[1].split('=', 1)[0]
-        return self.answers[key]
-
-
 @pytest.fixture
 def fake_smi(tmp_path):
     path = tmp_path / 'nvidia-smi'
@@ -225,7 +207,7 @@ def fake_smi(tmp_path):
 
 
 def test_query_nvidia_smi_success(fake_smi):
-    run = FakeRun({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, APPS_H100_MIG, '')})
+    run = CommandReplay({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, APPS_H100_MIG, '')})
     snap = _gpu.query_nvidia_smi(run, fake_smi)
     assert [g['index'] for g in snap['gpus']] == [0]
     assert [(h['pid'], h['gpu_index']) for h in snap['holders']] == [(21180, 0), (21181, 0), (21198, 0)]
@@ -237,32 +219,32 @@ def test_query_nvidia_smi_success(fake_smi):
 
 def test_query_nvidia_smi_maps_mig_uuid_with_list(fake_smi):
     apps = '21180, /root/tools/memhog, 2296, MIG-00000001-0000-0000-0000-000000000001\n'
-    run = FakeRun({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, apps, ''), '-L': (0, LIST_H100, '')})
+    run = CommandReplay({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, apps, ''), '-L': (0, LIST_H100, '')})
     snap = _gpu.query_nvidia_smi(run, fake_smi)
     assert snap['holders'][0]['gpu_index'] == 0
     assert run.calls[-1] == [fake_smi, '-L']
 
 
 def test_query_nvidia_smi_no_devices_is_not_an_error(fake_smi):
-    run = FakeRun({'--query-gpu': (6, 'No devices were found\n', '')})
+    run = CommandReplay({'--query-gpu': (6, 'No devices were found\n', '')})
     snap = _gpu.query_nvidia_smi(run, fake_smi)
     assert snap['gpus'] == [] and snap['holders'] == [] and 'no NVIDIA GPU' in snap['message']
 
 
 def test_query_nvidia_smi_no_running_processes_text(fake_smi):
-    run = FakeRun({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, 'No running processes found\n', '')})
+    run = CommandReplay({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, 'No running processes found\n', '')})
     assert _gpu.query_nvidia_smi(run, fake_smi)['holders'] == []
 
 
 @pytest.mark.parametrize('rc,out,kind', [(9, NO_DRIVER, 'driver_not_loaded'), (12, '', 'library_not_found'), (15, '', 'gpu_lost')])
 def test_query_nvidia_smi_failures(fake_smi, rc, out, kind):
     with pytest.raises(_gpu.GpuError) as exc:
-        _gpu.query_nvidia_smi(FakeRun({'--query-gpu': (rc, out, '')}), fake_smi)
+        _gpu.query_nvidia_smi(CommandReplay({'--query-gpu': (rc, out, '')}), fake_smi)
     assert exc.value.kind == kind
 
 
 def test_query_nvidia_smi_apps_failure_after_gpus(fake_smi):
-    run = FakeRun({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (15, 'GPU is lost\n', '')})
+    run = CommandReplay({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (15, 'GPU is lost\n', '')})
     with pytest.raises(_gpu.GpuError) as exc:
         _gpu.query_nvidia_smi(run, fake_smi)
     assert exc.value.kind == 'gpu_lost'
@@ -275,7 +257,7 @@ def test_query_nvidia_smi_not_executable(tmp_path):
     if os.access(str(path), os.X_OK):
         pytest.skip('root can execute anything here')
     with pytest.raises(_gpu.GpuError) as exc:
-        _gpu.query_nvidia_smi(FakeRun({}), str(path))
+        _gpu.query_nvidia_smi(CommandReplay({}), str(path))
     assert exc.value.kind == 'permission'
 
 
@@ -436,11 +418,8 @@ def fake_proc_with_fds(tmp_path, procs):
     root = tmp_path / 'proc'
     root.mkdir()
     for pid, (comm, targets) in procs.items():
-        d = root / str(pid)
-        (d / 'fd').mkdir(parents=True)
-        (d / 'comm').write_text(comm + '\n')
-        (d / 'cmdline').write_bytes(comm.encode() + b'\0')
-        (d / 'cgroup').write_text('0::/\n')
+        d = add_proc(root, pid, comm=comm, cmdline=(comm,))
+        (d / 'fd').mkdir()
         for i, target in enumerate(targets):
             os.symlink(target, str(d / 'fd' / str(i)))
     return str(root)

@@ -4,33 +4,19 @@
 from __future__ import annotations
 
 import os
-import shutil
 import socket
-import tempfile
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _haproxy as hp
-from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import (
-    FakeHAProxy,
-    SilentSocket,
-    read_fixture,
-)
-
-
-@pytest.fixture
-def short_dir():
-    # unix socket paths are limited to ~108 bytes; pytest's tmp_path can be longer.
-    path = tempfile.mkdtemp(prefix='mohp', dir='/tmp')
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import free_port, read_fixture
+from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeHAProxy, SilentSocket
 
 
 @pytest.fixture
 def fake(short_dir):
-    server = FakeHAProxy(os.path.join(short_dir, 'admin.sock')).start()
-    yield server
-    server.stop()
+    with FakeHAProxy(os.path.join(short_dir, 'admin.sock')) as server:
+        yield server
 
 
 # ----------------------------------------------------------------------------------------- validate_name
@@ -306,10 +292,7 @@ def test_timeout_message(short_dir):
 
 
 def test_tcp_connection_refused():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
+    port = free_port()
     with pytest.raises(hp.HAProxyConnectionError, match='127.0.0.1:%d.*refused' % port):
         hp.HAProxyRuntime(host='127.0.0.1', port=port, timeout=1).command('show stat')
 

@@ -8,87 +8,33 @@ import ipaddress
 import os
 import socket
 import sys
-import threading
-
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _inflight
 from ansible_collections.modelops.shutdown.plugins.module_utils import _netstat
 from ansible_collections.modelops.shutdown.plugins.module_utils._inflight import InFlightError
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
+    HAPROXY_STAT_CSV,
+    FakeHAProxySocket,
+    MetricsServer,
+    fixture_path,
+    free_port,
+    haproxy_csv,
+    needs_haproxy,
+    read_fixture,
+)
 
-try:
-    from ansible_collections.modelops.shutdown.plugins.module_utils import _haproxy
-except ImportError as exc:  # written by another engineer; the source is tested against its interface meanwhile
-    _haproxy = None
-    HAPROXY_SKIP = 'module_utils/_haproxy.py is not importable yet: %s' % exc
-else:
-    HAPROXY_SKIP = ''
-
-needs_haproxy = pytest.mark.skipif(_haproxy is None, reason=HAPROXY_SKIP or 'n/a')
-
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
-TCP4 = os.path.join(FIXTURES, 'proc_net_tcp_dev_established_timewait.txt')
-TCP6 = os.path.join(FIXTURES, 'proc_net_tcp6_dev_established_v4mapped.txt')
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
+TCP4 = fixture_path('proc_net_tcp_dev_established_timewait.txt')
+TCP6 = fixture_path('proc_net_tcp6_dev_established_v4mapped.txt')
 
 
 # --- a real HTTP server on 127.0.0.1 -------------------------------------------------------------
-
-class MetricsServer(object):
-    """Serves C(self.body) with C(self.status) on every GET; records request headers."""
-
-    def __init__(self, body='', status=200, content_type='text/plain; version=0.0.4; charset=utf-8'):
-        self.body = body
-        self.status = status
-        self.content_type = content_type
-        self.requests = []
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                owner.requests.append({'path': self.path, 'headers': dict(self.headers.items())})
-                data = owner.body.encode('utf-8') if isinstance(owner.body, str) else owner.body
-                self.send_response(owner.status)
-                self.send_header('Content-Type', owner.content_type)
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.httpd.daemon_threads = True
-        self.url = 'http://127.0.0.1:%d/metrics' % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
 
 @pytest.fixture
 def server():
     with MetricsServer() as srv:
         yield srv
-
-
-def free_port():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
 
 
 # --- metrics source: presets on real captures ---------------------------------------------------
@@ -104,7 +50,7 @@ def free_port():
     ('triton', 'triton_metrics_datadog_head.txt', None, 0, {'nv_inference_pending_request_count': 0}),
 ])
 def test_presets_on_real_captures(server, preset, name, labels, expected, detail):
-    server.body = fixture(name)
+    server.body = read_fixture(name)
     source = _inflight.MetricsSource(server.url, preset=preset, labels=labels)
     result = source.read()
     assert result == {'in_flight': expected, 'detail': detail}
@@ -112,7 +58,7 @@ def test_presets_on_real_captures(server, preset, name, labels, expected, detail
 
 
 def test_vllm_figures_change_between_scrapes(server):
-    base = fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
+    base = read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
     source = _inflight.MetricsSource(server.url, preset='vllm')
     server.body = base.replace('vllm:num_requests_running{model_name="facebook/opt-125m"} 0.0',
                                'vllm:num_requests_running{model_name="facebook/opt-125m"} 3.0').replace(
@@ -142,7 +88,7 @@ def test_ray_serve_preset_documented_names(server):
 
 
 def test_generic_metrics_with_labels_merged(server):
-    server.body = fixture('triton_metrics_datadog_head.txt')
+    server.body = read_fixture('triton_metrics_datadog_head.txt')
     source = _inflight.MetricsSource(server.url, preset='generic', labels={'version': '1'}, metrics=[
         {'name': 'nv_inference_request_success', 'labels': {'model': 'densenet_onnx'}},
         {'name': 'nv_inference_pending_request_count', 'labels': None},
@@ -173,7 +119,7 @@ def test_fractional_values_stay_floats(server):
 # --- metrics source: errors name the URL and the metric ------------------------------------------
 
 def test_missing_metric_names_url_and_metric(server):
-    server.body = fixture('tgi_metrics_datadog_payload_head.txt')
+    server.body = read_fixture('tgi_metrics_datadog_payload_head.txt')
     with pytest.raises(InFlightError) as err:
         _inflight.MetricsSource(server.url, preset='vllm').read()
     msg = str(err.value)
@@ -187,7 +133,7 @@ def test_declared_but_no_samples(server):
 
 
 def test_label_filter_matching_nothing_lists_label_sets(server):
-    server.body = fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
+    server.body = read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
     with pytest.raises(InFlightError) as err:
         _inflight.MetricsSource(server.url, preset='vllm', labels={'model_name': 'llama'}).read()
     msg = str(err.value)
@@ -415,54 +361,6 @@ def test_haproxy_source_without_the_haproxy_module_utils(monkeypatch):
     assert source.read()['in_flight'] == 1
 
 
-HAPROXY_CSV = 'haproxy_show_stat_csv_v2.7.1_otel.csv'
-
-
-def csv_with(scur, qcur):
-    """The real capture with webservers/s1's qcur and scur replaced (columns 3 and 5)."""
-    out = []
-    for line in fixture(HAPROXY_CSV).split('\n'):
-        fields = line.split(',')
-        if fields[:2] == ['webservers', 's1']:
-            fields[2] = str(qcur)
-            fields[4] = str(scur)
-        out.append(','.join(fields))
-    return '\n'.join(out)
-
-
-class FakeHAProxySocket(object):
-    """A UNIX socket that answers every command with C(self.answer), like HAProxy's non-interactive mode."""
-
-    def __init__(self, path):
-        self.path = path
-        self.answer = ''
-        self.commands = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        self.thread = threading.Thread(target=self.serve, daemon=True)
-        self.thread.start()
-
-    def serve(self):
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            with conn:
-                data = b''
-                while not data.endswith(b'\n'):
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.commands.append(data.decode())
-                conn.sendall(self.answer.encode())
-
-    def close(self):
-        self.sock.close()
-
-
 @pytest.fixture
 def haproxy_socket(tmp_path):
     fake = FakeHAProxySocket(str(tmp_path / 'admin.sock'))
@@ -473,16 +371,16 @@ def haproxy_socket(tmp_path):
 @needs_haproxy
 def test_haproxy_source_real_runtime_on_capture(haproxy_socket):
     source = _inflight.HAProxySource('webservers', 's1', socket_path=haproxy_socket.path)
-    haproxy_socket.answer = fixture(HAPROXY_CSV)
+    haproxy_socket.answer = read_fixture(HAPROXY_STAT_CSV)
     assert source.read() == {'in_flight': 0, 'detail': {'scur': 0, 'qcur': 0, 'status': 'UP'}}
-    haproxy_socket.answer = csv_with(scur=4, qcur=1)
+    haproxy_socket.answer = haproxy_csv(scur=4, qcur=1)
     assert source.read()['in_flight'] == 5
     assert haproxy_socket.commands[-1] == 'show stat\n'
 
 
 @needs_haproxy
 def test_haproxy_source_unknown_server(haproxy_socket):
-    haproxy_socket.answer = fixture(HAPROXY_CSV)
+    haproxy_socket.answer = read_fixture(HAPROXY_STAT_CSV)
     source = _inflight.HAProxySource('webservers', 's9', socket_path=haproxy_socket.path)
     with pytest.raises(InFlightError) as err:
         source.read()

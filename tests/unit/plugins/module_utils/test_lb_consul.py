@@ -9,14 +9,14 @@ import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import LBError, make_adapter
-from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeConsul, read_fixture
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import read_fixture
+from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeConsul
 
 
 @pytest.fixture
 def consul():
-    server = FakeConsul().start()
-    yield server
-    server.stop()
+    with FakeConsul() as server:
+        yield server
 
 
 def adapter_for(consul, **extra):

@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
-import tempfile
 import time
 
 import pytest
@@ -15,21 +13,14 @@ import pytest
 from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyConnectionError, HAProxyError
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import HealthStateManager, make_adapter
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import HAProxyAdapter
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import free_port
 from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeHAProxy
 
 
 @pytest.fixture
-def short_dir():
-    path = tempfile.mkdtemp(prefix='molbh', dir='/tmp')
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def fake(short_dir):
-    server = FakeHAProxy(os.path.join(short_dir, 'admin.sock')).start()
-    yield server
-    server.stop()
+    with FakeHAProxy(os.path.join(short_dir, 'admin.sock')) as server:
+        yield server
 
 
 def adapter_for(fake, server, backend='models'):
@@ -165,14 +156,6 @@ def test_manager_idempotent_sends_nothing(fake):
 HAPROXY = shutil.which('haproxy') or (os.path.exists('/usr/sbin/haproxy') and '/usr/sbin/haproxy')
 
 
-def _free_port():
-    sock = socket.socket()
-    sock.bind(('127.0.0.1', 0))
-    port = sock.getsockname()[1]
-    sock.close()
-    return port
-
-
 @pytest.fixture
 def real_haproxy(short_dir):
     sock_path = os.path.join(short_dir, 'admin.sock')
@@ -188,9 +171,9 @@ def real_haproxy(short_dir):
             '    timeout client 5s',
             '    timeout server 5s',
             'backend models',
-            '    server m1 127.0.0.1:%d' % _free_port(),
-            '    server m2 127.0.0.1:%d check inter 200' % _free_port(),
-            '    server m3 127.0.0.1:%d disabled' % _free_port(),
+            '    server m1 127.0.0.1:%d' % free_port(),
+            '    server m2 127.0.0.1:%d check inter 200' % free_port(),
+            '    server m3 127.0.0.1:%d disabled' % free_port(),
             '',
         ]))
     proc = subprocess.Popen([HAPROXY, '-db', '-f', cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

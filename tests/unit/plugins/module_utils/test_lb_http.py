@@ -14,9 +14,8 @@ from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fa
 
 @pytest.fixture
 def srv():
-    server = FakeModelServer().start()
-    yield server
-    server.stop()
+    with FakeModelServer() as server:
+        yield server
 
 
 def adapter_for(srv, **extra):

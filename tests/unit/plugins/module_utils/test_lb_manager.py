@@ -165,9 +165,8 @@ def test_unknown_previous_state_is_changed():
 
 @pytest.fixture
 def model_server():
-    srv = FakeModelServer().start()
-    yield srv
-    srv.stop()
+    with FakeModelServer() as srv:
+        yield srv
 
 
 def test_health_check_follows_backend(model_server):

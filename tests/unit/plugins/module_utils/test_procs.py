@@ -14,19 +14,14 @@ import uuid
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import add_proc, read_fixture
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
 HAS_PROC = os.path.exists('/proc/self/cgroup')
 SYSTEMD_V1 = '/sys/fs/cgroup/systemd'
 
 
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
-
-
 # The dev machine's own /proc/self/cgroup (cgroup v1 hierarchies plus an empty v2 "0::" line).
-DEV_CGROUP = fixture('proc_pid_cgroup_dev_v1_hybrid.txt')
+DEV_CGROUP = read_fixture('proc_pid_cgroup_dev_v1_hybrid.txt')
 
 # Layouts the test hosts produce (systemd in docker, cgroup v1, cgroupns=host) and plain hosts. The
 # path shapes are those systemd writes; the container id is made up.
@@ -78,11 +73,7 @@ def make_proc(tmp_path, procs):
     (root / 'self').mkdir()
     (root / 'sys').mkdir()
     for pid, (cgroup, comm, args) in procs.items():
-        d = root / str(pid)
-        d.mkdir()
-        (d / 'cgroup').write_text(cgroup)
-        (d / 'comm').write_text(comm + '\n')
-        (d / 'cmdline').write_bytes(b'\0'.join(a.encode() for a in args) + b'\0')
+        add_proc(root, pid, cgroup, comm, args)
     return str(root)
 
 

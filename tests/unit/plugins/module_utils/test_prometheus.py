@@ -4,25 +4,18 @@
 from __future__ import annotations
 
 import math
-import os
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _prometheus as prom
 from ansible_collections.modelops.shutdown.plugins.module_utils._prometheus import PrometheusError, Sample
-
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import read_fixture
 
 
 # --- real captures ----------------------------------------------------------------------------
 
 def test_vllm_capture():
-    samples, meta = prom.parse_text(fixture('vllm_metrics_v0.5_opt125m_datadog.txt'))
+    samples, meta = prom.parse_text(read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt'))
     running = prom.select(samples, 'vllm:num_requests_running')
     assert running == [Sample('vllm:num_requests_running', {'model_name': 'facebook/opt-125m'}, 0.0)]
     assert prom.sum_of(samples, 'vllm:num_requests_waiting', {'model_name': 'facebook/opt-125m'}) == 0.0
@@ -31,19 +24,19 @@ def test_vllm_capture():
     inf_buckets = [s for s in samples if s.name == 'vllm:e2e_request_latency_seconds_bucket' and s.labels.get('le') == '+Inf']
     assert len(inf_buckets) == 1
     # every non-comment, non-blank line became a sample
-    lines = [ln for ln in fixture('vllm_metrics_v0.5_opt125m_datadog.txt').splitlines() if ln.strip() and not ln.startswith('#')]
+    lines = [ln for ln in read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt').splitlines() if ln.strip() and not ln.startswith('#')]
     assert len(samples) == len(lines)
 
 
 def test_vllm_cache_config_info_labels():
-    samples = prom.parse(fixture('vllm_metrics_v0.5_opt125m_datadog.txt'))
+    samples = prom.parse(read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt'))
     info = prom.select(samples, 'vllm:cache_config_info')
     assert len(info) == 1
     assert info[0].labels['block_size'] == '16'
 
 
 def test_sglang_capture_loaded():
-    samples = prom.parse(fixture('sglang_metrics_docs_v0.4_loaded.txt'))
+    samples = prom.parse(read_fixture('sglang_metrics_docs_v0.4_loaded.txt'))
     model = {'model_name': 'meta-llama/Llama-3.1-8B-Instruct'}
     assert prom.sum_of(samples, 'sglang:num_running_reqs', model) == 162.0
     assert prom.sum_of(samples, 'sglang:num_queue_reqs') == 2826.0
@@ -55,7 +48,7 @@ def test_sglang_capture_loaded():
 
 
 def test_tgi_capture_blank_lines_between_families():
-    text = fixture('tgi_metrics_datadog_payload_head.txt')
+    text = read_fixture('tgi_metrics_datadog_payload_head.txt')
     assert '\n\n# HELP tgi_queue_size' in text
     samples, meta = prom.parse_text(text)
     assert prom.select(samples, 'tgi_queue_size') == [Sample('tgi_queue_size', {}, 0.0)]
@@ -65,7 +58,7 @@ def test_tgi_capture_blank_lines_between_families():
 
 
 def test_triton_capture_per_model():
-    samples = prom.parse(fixture('triton_metrics_datadog_head.txt'))
+    samples = prom.parse(read_fixture('triton_metrics_datadog_head.txt'))
     pending = prom.select(samples, 'nv_inference_pending_request_count')
     assert len(pending) == 8
     assert prom.select(samples, 'nv_inference_pending_request_count', {'model': 'densenet_onnx', 'version': '1'})[0].value == 0
@@ -168,7 +161,7 @@ def test_garbage_names_the_line(text, line, words):
 
 
 def test_garbage_in_the_middle_of_a_real_capture():
-    lines = fixture('tgi_metrics_datadog_payload_head.txt').split('\n')
+    lines = read_fixture('tgi_metrics_datadog_payload_head.txt').split('\n')
     lines.insert(26, 'tgi_queue_size{ 0')
     with pytest.raises(PrometheusError, match=r'^line 27: '):
         prom.parse('\n'.join(lines))

@@ -9,37 +9,13 @@ import stat
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
-
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import read_fixture, with_props
 
 
-APACHE = fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
-ONESHOT = fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
-REDIS = fixture('systemctl_show_redis_failed_after_kill_centos7_systemd219.txt')
-SIMPLE = fixture('systemctl_show_simple_service_active_running_systemd249plus.txt')
-
-
-def with_props(text, **changes):
-    """A real capture with some properties replaced (KEY=VALUE lines rewritten, others kept)."""
-    lines = []
-    seen = set()
-    for line in text.splitlines():
-        key = line.split('=', 1)[0]
-        if key in changes:
-            seen.add(key)
-            if changes[key] is not None:
-                lines.append('%s=%s' % (key, changes[key]))
-            continue
-        lines.append(line)
-    for key, value in changes.items():
-        if key not in seen and value is not None:
-            lines.append('%s=%s' % (key, value))
-    return '\n'.join(lines) + '\n'
+APACHE = read_fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
+ONESHOT = read_fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
+REDIS = read_fixture('systemctl_show_redis_failed_after_kill_centos7_systemd219.txt')
+SIMPLE = read_fixture('systemctl_show_simple_service_active_running_systemd249plus.txt')
 
 
 # --- parse_show ------------------------------------------------------------------------------------

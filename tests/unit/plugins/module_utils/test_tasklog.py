@@ -6,9 +6,6 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import socket
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -21,6 +18,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._tasklog import 
     parse_time,
     resubmit,
 )
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import RequeueEndpoint, free_port
 
 T0 = 1714564800.25  # 2024-05-01T12:00:00.250Z
 
@@ -345,48 +343,10 @@ def test_max_listed_truncates_the_list_only(tmp_path):
 
 # ------------------------------------------------------------------------------------------ resubmission
 
-class Endpoint(object):
-    """A local HTTP endpoint answering C(statuses) in turn (the last one repeats); records every request."""
-
-    def __init__(self, statuses=(202,)):
-        self.statuses = list(statuses)
-        self.received = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self):
-                length = int(self.headers.get('Content-Length') or 0)
-                body = self.rfile.read(length).decode('utf-8')
-                endpoint.received.append({'method': self.command, 'path': self.path, 'headers': dict(self.headers),
-                                          'body': json.loads(body) if body else None})
-                status = endpoint.statuses.pop(0) if len(endpoint.statuses) > 1 else endpoint.statuses[0]
-                payload = json.dumps({'status': status}).encode()
-                self.send_response(status)
-                self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_POST = do_PUT = _handle
-
-            def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-                pass
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.url = 'http://127.0.0.1:%d/v1/requeue' % self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def endpoint():
-    server = Endpoint()
-    yield server
-    server.stop()
+    with RequeueEndpoint() as server:
+        yield server
 
 
 def open_starts(tmp_path, count=3):
@@ -408,7 +368,7 @@ def test_resubmit_batch_sends_the_start_records_as_one_list(tmp_path, endpoint):
 
 
 def test_resubmit_per_task_stops_at_the_first_failure(tmp_path):
-    server = Endpoint(statuses=[200, 503, 200])
+    server = RequeueEndpoint(statuses=[200, 503, 200])
     try:
         starts = open_starts(tmp_path)
         outcomes = resubmit(starts, server.url, method='PUT', batch=False, token='tok-9')
@@ -426,10 +386,7 @@ def test_resubmit_per_task_stops_at_the_first_failure(tmp_path):
 
 
 def test_resubmit_unreachable_endpoint(tmp_path):
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    url = 'http://127.0.0.1:%d/requeue' % port
+    url = 'http://127.0.0.1:%d/requeue' % free_port()
     outcomes = resubmit(open_starts(tmp_path, 1), url, token='tok-9', timeout=5)
     assert outcomes[0]['ok'] is False and outcomes[0]['status'] is None
     assert url in outcomes[0]['error'] and 'tok-9' not in outcomes[0]['error']

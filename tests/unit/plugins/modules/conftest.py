@@ -14,12 +14,17 @@ Usage in any test file of this folder::
         result = run_module(my_module, {...}, expect_failed=True)
         assert 'expected' in result['msg']
 
-C(run_module(module, args, check_mode=False, diff=False, expect_failed=None)) returns the dict the
-module gave to C(exit_json) or C(fail_json), with C(failed) set (C(True) for C(fail_json)) and
-C(warnings) holding what the module passed to C(warn()). Argument spec errors come back as a
-failure too (AnsibleModule calls C(fail_json) for them). A module that returns from C(main())
-without either, or raises, makes the test fail: no traceback may reach a user. The result must be
-JSON serializable, as it would have to be for Ansible.
+C(run_module(module, args, check_mode=False, diff=False, expect_failed=None, run_command=None,
+bin_paths=None)) returns the dict the module gave to C(exit_json) or C(fail_json), with C(failed)
+set (C(True) for C(fail_json)) and C(warnings) holding what the module passed to C(warn()).
+Argument spec errors come back as a failure too (AnsibleModule calls C(fail_json) for them). A
+module that returns from C(main()) without either, or raises, makes the test fail: no traceback
+may reach a user. The result must be JSON serializable, as it would have to be for Ansible.
+
+A module that runs commands gets C(run_command): a callable taking the argv list and returning
+C((rc, stdout, stderr)) stands in for C(AnsibleModule.run_command) (see C(CommandReplay) in
+C(tests/unit/plugins/helpers.py)). C(bin_paths) (a dict, program name to path) stands in for
+what C(get_bin_path) finds on this machine: any other program is not found.
 """
 
 from __future__ import annotations
@@ -61,7 +66,7 @@ def _fail_json(self, msg, **kwargs):
     raise AnsibleFailJson(kwargs)
 
 
-def run_module(module, args, check_mode=False, diff=False, expect_failed=None):
+def run_module(module, args, check_mode=False, diff=False, expect_failed=None, run_command=None, bin_paths=None):
     """Run C(module.main()) with C(args) (a dict of module options); return the result dict."""
     args = dict(args)
     if check_mode:
@@ -73,8 +78,20 @@ def run_module(module, args, check_mode=False, diff=False, expect_failed=None):
     def _warn(self, warning):
         warnings.append(warning)
 
+    def _run_command(_self, argv, *_args, **_kwargs):
+        return run_command(argv)
+
+    def _get_bin_path(_self, name, *_args, **_kwargs):
+        return bin_paths.get(name)
+
+    patches = {'exit_json': _exit_json, 'fail_json': _fail_json, 'warn': _warn}
+    if run_command is not None:
+        patches['run_command'] = _run_command
+    if bin_paths is not None:
+        patches['get_bin_path'] = _get_bin_path
+
     with patch_module_args(args):
-        with mock.patch.multiple(basic.AnsibleModule, exit_json=_exit_json, fail_json=_fail_json, warn=_warn):
+        with mock.patch.multiple(basic.AnsibleModule, **patches):
             try:
                 module.main()
             except AnsibleExitJson as exc:

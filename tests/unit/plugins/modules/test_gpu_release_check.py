@@ -13,33 +13,25 @@ import types
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
 from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
 from ansible_collections.modelops.shutdown.plugins.modules import gpu_release_check
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import CommandReplay, add_proc, option_key, read_fixture
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
 HAS_PROC = os.path.isdir('/proc/self/fd')
 SYSTEMCTL = '/usr/bin/systemctl'
 ZERO_UUID = 'GPU-00000000-0000-0000-0000-000000000000'
 UNIT = 'model-server@llama.service'
 
 
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
-
-
-GPU_H100 = fixture('nvidia-smi_query-gpu_allfields_csv_h100-mig_drv590.48.01_idle.csv')
-APPS_LOAD = fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_load.csv')
-APPS_IDLE = fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_idle_empty.csv')
-APPS_WIN = fixture('nvidia-smi_query-compute-apps_csv_windows-rtx2080super_drv591.86_load_NA.csv')
-GPU_WIN = fixture('nvidia-smi_query-gpu_allfields_csv_windows-rtx2080super_drv591.86_load.csv')
-ROCM_MI100X6 = fixture('rocm-smi_json_allinfo_mi100x6_rocm5.7.1_with_pid.json')
-SHOW_INACTIVE = fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
-SHOW_RUNNING = fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
+GPU_H100 = read_fixture('nvidia-smi_query-gpu_allfields_csv_h100-mig_drv590.48.01_idle.csv')
+APPS_LOAD = read_fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_load.csv')
+APPS_IDLE = read_fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.01_idle_empty.csv')
+APPS_WIN = read_fixture('nvidia-smi_query-compute-apps_csv_windows-rtx2080super_drv591.86_load_NA.csv')
+GPU_WIN = read_fixture('nvidia-smi_query-gpu_allfields_csv_windows-rtx2080super_drv591.86_load.csv')
+ROCM_MI100X6 = read_fixture('rocm-smi_json_allinfo_mi100x6_rocm5.7.1_with_pid.json')
+SHOW_INACTIVE = read_fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
+SHOW_RUNNING = read_fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
 NO_DRIVER = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
              "Make sure that the latest NVIDIA driver is installed and running.\n")
 
@@ -48,39 +40,22 @@ def show_with_exec_main_pid(text, pid):
     return re.sub(r'(?m)^ExecMainPID=.*$', 'ExecMainPID=%d' % pid, text)
 
 
-class FakeHost(object):
+class FakeHost(CommandReplay):
     """Replays nvidia-smi / rocm-smi / systemctl. Each query answer is a list consumed one per call
     (the last one repeats), so a test can script a GPU that frees up after a few polls."""
 
+    TOOL_KEYS = {'rocm-smi': 'rocm', 'systemctl': 'show'}
+
     def __init__(self, gpus=None, apps=None, rocm=None, show=None, listing=None):
-        self.answers = {'--query-gpu': list(gpus or []), '--query-compute-apps': list(apps or []),
-                        'rocm': list(rocm or []), 'show': list(show or []), '-L': list(listing or [])}
-        self.calls = []
+        super(FakeHost, self).__init__({'--query-gpu': list(gpus or []), '--query-compute-apps': list(apps or []),
+                                        'rocm': list(rocm or []), 'show': list(show or []), '-L': list(listing or [])},
+                                       key=self.tool_key)
 
-    def _next(self, key):
-        queue = self.answers[key]
-        if not queue:
-            raise AssertionError('no scripted answer for %s' % key)
-        return queue.pop(0) if len(queue) > 1 else queue[0]
-
-    def __call__(self, argv, *args, **kwargs):
-        assert isinstance(argv, list)
-        self.calls.append(argv)
+    def tool_key(self, argv):
         tool = os.path.basename(argv[0])
         if tool == 'nvidia-smi':
-            return self._next(argv[1].split('=', 1)[0])
-        if tool == 'rocm-smi':
-            return self._next('rocm')
-        if tool == 'systemctl':
-            return self._next('show')
-        raise AssertionError('unexpected command %r' % argv)
-
-
-class ModuleExit(Exception):
-    def __init__(self, failed, result):
-        super(ModuleExit, self).__init__(result.get('msg', ''))
-        self.failed = failed
-        self.result = result
+            return option_key(argv)
+        return self.TOOL_KEYS.get(tool)
 
 
 @pytest.fixture
@@ -110,40 +85,15 @@ def isolated(tmp_path, monkeypatch):
     return types.SimpleNamespace(proc=proc, dev=dev)
 
 
-def add_proc(proc_root, pid, cgroup='0::/\n', comm='python3', cmdline=('python3',)):
-    d = proc_root / str(pid)
-    d.mkdir()
-    (d / 'cgroup').write_text(cgroup)
-    (d / 'comm').write_text(comm + '\n')
-    (d / 'cmdline').write_bytes(b'\0'.join(c.encode() for c in cmdline) + b'\0')
-
-
-def run_module(monkeypatch, fake, args, on_path=None, check_mode=False):
-    warnings = []
-    on_path = on_path or {}
-
-    def exit_json(self, **kwargs):
-        raise ModuleExit(False, kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise ModuleExit(True, kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, w: warnings.append(w))
-    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
-                        lambda self, name, required=False, opt_dirs=None: on_path.get(name))
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, *a, **kw: fake(argv))
-    args = dict(args)
-    args.setdefault('poll_interval', 0.01)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    with patch_module_args(args):
-        with pytest.raises(ModuleExit) as exc:
-            gpu_release_check.main()
-    exc.value.result['warnings'] = warnings
-    return exc.value.failed, exc.value.result
+@pytest.fixture
+def run(run_module):
+    """Run gpu_release_check.main() against C(fake), a FakeHost, with C(on_path) the programs found; return C((failed, result))."""
+    def runner(fake, args, on_path=None, check_mode=False):
+        args = dict(args)
+        args.setdefault('poll_interval', 0.01)
+        result = run_module(gpu_release_check, args, check_mode=check_mode, run_command=fake, bin_paths=on_path or {})
+        return result['failed'], result
+    return runner
 
 
 def nvsmi(tools):
@@ -152,9 +102,9 @@ def nvsmi(tools):
 
 # --- nvidia-smi, no filter ------------------------------------------------------------------------
 
-def test_released_when_no_compute_process(monkeypatch, tools, isolated):
+def test_released_when_no_compute_process(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
-    failed, result = run_module(monkeypatch, fake, {}, nvsmi(tools))
+    failed, result = run(fake, {}, nvsmi(tools))
     assert not failed and result['released'] and not result['changed']
     assert result['backend'] == 'nvidia-smi'
     assert result['gpus'] == [{'index': 0, 'uuid': ZERO_UUID, 'name': 'NVIDIA H100 80GB HBM3', 'memory_used_mib': 59,
@@ -163,9 +113,9 @@ def test_released_when_no_compute_process(monkeypatch, tools, isolated):
     assert 'GPUs released' in result['msg'] and '1 GPU checked' in result['msg']
 
 
-def test_not_released_names_every_holder(monkeypatch, tools, isolated):
+def test_not_released_names_every_holder(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
-    failed, result = run_module(monkeypatch, fake, {'timeout': 0}, nvsmi(tools))
+    failed, result = run(fake, {'timeout': 0}, nvsmi(tools))
     assert failed and not result['released']
     assert [h['pid'] for h in result['holders']] == [21180, 21181, 21198]
     assert result['holders'][2] == {'pid': 21198, 'name': './gpu_burn', 'used_mib': 7484, 'gpu_uuid': ZERO_UUID,
@@ -176,17 +126,17 @@ def test_not_released_names_every_holder(monkeypatch, tools, isolated):
     assert [c[1].split('=')[0] for c in fake.calls] == ['--query-gpu', '--query-compute-apps']
 
 
-def test_waits_until_released(monkeypatch, tools, isolated):
+def test_waits_until_released(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, ''), (0, APPS_LOAD, ''), (0, APPS_IDLE, '')])
-    failed, result = run_module(monkeypatch, fake, {'timeout': 5}, nvsmi(tools))
+    failed, result = run(fake, {'timeout': 5}, nvsmi(tools))
     assert not failed and result['released']
     assert len([c for c in fake.calls if c[1].startswith('--query-compute-apps')]) == 3
     assert result['waited_seconds'] > 0
 
 
-def test_windows_na_memory_is_reported_as_unknown(monkeypatch, tools, isolated):
+def test_windows_na_memory_is_reported_as_unknown(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_WIN, '')], apps=[(0, APPS_WIN, '')])
-    failed, result = run_module(monkeypatch, fake, {'timeout': 0, 'process_name': 'dwm'}, nvsmi(tools))
+    failed, result = run(fake, {'timeout': 0, 'process_name': 'dwm'}, nvsmi(tools))
     assert failed and [h['pid'] for h in result['holders']] == [2056]
     assert result['holders'][0]['used_mib'] is None
     assert 'an unknown amount of memory' in result['msg']
@@ -202,94 +152,94 @@ def test_windows_na_memory_is_reported_as_unknown(monkeypatch, tools, isolated):
      'gpu_lost', ['rc 15', 'fallen off the bus', 'GPU is lost', 'reboot']),
     (4, 'Insufficient Permissions\n', 'permission', ['rc 4', 'become: true']),
 ])
-def test_nvidia_smi_exit_codes(monkeypatch, tools, isolated, rc, out, kind, words):
-    failed, result = run_module(monkeypatch, FakeHost(gpus=[(rc, out, '')]), {}, nvsmi(tools))
+def test_nvidia_smi_exit_codes(run, tools, isolated, rc, out, kind, words):
+    failed, result = run(FakeHost(gpus=[(rc, out, '')]), {}, nvsmi(tools))
     assert failed and result['error_kind'] == kind and not result['released']
     assert 'Traceback' not in result['msg']
     for word in words:
         assert word in result['msg']
 
 
-def test_unparseable_output_fails_clearly(monkeypatch, tools, isolated):
+def test_unparseable_output_fails_clearly(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, 'Failed to initialize NVML: Unknown Error\n', '')])
-    failed, result = run_module(monkeypatch, fake, {}, nvsmi(tools))
+    failed, result = run(fake, {}, nvsmi(tools))
     assert failed and result['error_kind'] == 'unparseable' and 'Unknown Error' in result['msg']
 
 
-def test_explicit_nvidia_smi_backend_missing(monkeypatch, isolated):
-    failed, result = run_module(monkeypatch, FakeHost(), {'backend': 'nvidia-smi'})
+def test_explicit_nvidia_smi_backend_missing(run, isolated):
+    failed, result = run(FakeHost(), {'backend': 'nvidia-smi'})
     assert failed and result['error_kind'] == 'tool_missing' and 'nvidia_smi_path' in result['msg']
 
 
-def test_nvidia_smi_path_option_selects_backend(monkeypatch, tools, isolated):
+def test_nvidia_smi_path_option_selects_backend(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
-    failed, result = run_module(monkeypatch, fake, {'nvidia_smi_path': tools['nvidia-smi']})
+    failed, result = run(fake, {'nvidia_smi_path': tools['nvidia-smi']})
     assert not failed and result['backend'] == 'nvidia-smi' and fake.calls[0][0] == tools['nvidia-smi']
 
 
 # --- no GPU --------------------------------------------------------------------------------------
 
-def test_host_without_gpu_is_released(monkeypatch, isolated):
-    failed, result = run_module(monkeypatch, FakeHost(), {'unit': 'model-server@llama'})
+def test_host_without_gpu_is_released(run, isolated):
+    failed, result = run(FakeHost(), {'unit': 'model-server@llama'})
     assert not failed and result['released'] and result['gpus'] == [] and result['holders'] == []
     assert result['backend'] == 'proc'
     assert 'No GPU found' in result['msg'] and '/dev/nvidia' in result['msg']
 
 
-def test_nvidia_smi_without_devices_is_released(monkeypatch, tools, isolated):
-    failed, result = run_module(monkeypatch, FakeHost(gpus=[(6, 'No devices were found\n', '')]), {}, nvsmi(tools))
+def test_nvidia_smi_without_devices_is_released(run, tools, isolated):
+    failed, result = run(FakeHost(gpus=[(6, 'No devices were found\n', '')]), {}, nvsmi(tools))
     assert not failed and result['released'] and result['gpus'] == [] and 'No GPU found' in result['msg']
 
 
 # --- filters -------------------------------------------------------------------------------------
 
-def test_pids_filter(monkeypatch, tools, isolated):
+def test_pids_filter(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
-    failed, result = run_module(monkeypatch, fake, {'pids': [1, 2]}, nvsmi(tools))
+    failed, result = run(fake, {'pids': [1, 2]}, nvsmi(tools))
     assert not failed and result['released'] and result['holders'] == []
     assert [h['matched'] for h in result['gpus'][0]['holders']] == [False, False, False]
 
 
-def test_process_name_regex_on_cmdline(monkeypatch, tools, isolated):
+def test_process_name_regex_on_cmdline(run, tools, isolated):
     add_proc(isolated.proc, 21181, cmdline=('python3', '-m', 'vllm.entrypoints.openai.api_server'))
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
-    failed, result = run_module(monkeypatch, fake, {'process_name': 'vllm', 'timeout': 0}, nvsmi(tools))
+    failed, result = run(fake, {'process_name': 'vllm', 'timeout': 0}, nvsmi(tools))
     assert failed and [h['pid'] for h in result['holders']] == [21181]
 
 
-def test_unit_filter_cgroup_and_exec_main_pid(monkeypatch, tools, isolated):
+def test_unit_filter_cgroup_and_exec_main_pid(run, tools, isolated):
     add_proc(isolated.proc, 21198, cgroup='1:name=systemd:/docker/4f1c/system.slice/%s\n0::/docker/4f1c/system.slice/%s\n' % (UNIT, UNIT))
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')],
                     show=[(0, show_with_exec_main_pid(SHOW_INACTIVE, 21181), '')])
     on_path = dict(nvsmi(tools), systemctl=SYSTEMCTL)
-    failed, result = run_module(monkeypatch, fake, {'unit': 'model-server@llama', 'timeout': 0}, on_path)
+    failed, result = run(fake, {'unit': 'model-server@llama', 'timeout': 0}, on_path)
     assert failed
     assert [(h['pid'], h['unit']) for h in result['holders']] == [(21181, None), (21198, UNIT)]
     assert 'kill_orphans: true' in result['msg'] and 'What to do for PIDs 21181' in result['msg']
     assert fake.calls[0][:3] == [SYSTEMCTL, 'show', UNIT]
 
 
-def test_unit_still_active_is_pointed_out(monkeypatch, tools, isolated):
+def test_unit_still_active_is_pointed_out(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')],
                     show=[(0, show_with_exec_main_pid(SHOW_RUNNING, 21180), '')])
-    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'timeout': 0}, dict(nvsmi(tools), systemctl=SYSTEMCTL))
+    failed, result = run(fake, {'unit': UNIT, 'timeout': 0}, dict(nvsmi(tools), systemctl=SYSTEMCTL))
     assert failed and 'was still active' in result['msg'] and 'unit_stop' in result['msg']
 
 
-def test_gpu_filter_and_memory_threshold(monkeypatch, tools, isolated):
+def test_gpu_filter_and_memory_threshold(run, tools, isolated):
     two = '0, GPU-aaaa, NVIDIA H200, 30000, 143771\n1, GPU-bbbb, NVIDIA H200, 20, 143771\n'
     apps = '500, python3, 29000, GPU-aaaa\n'
     fake = FakeHost(gpus=[(0, two, '')], apps=[(0, apps, '')])
-    failed, result = run_module(monkeypatch, fake, {'gpus': ['1'], 'max_memory_used_mib': 100}, nvsmi(tools))
+    failed, result = run(fake, {'gpus': ['1'], 'max_memory_used_mib': 100}, nvsmi(tools))
     assert not failed and [g['index'] for g in result['gpus']] == [1]
-    failed, result = run_module(monkeypatch, fake, {'gpus': ['GPU-aaaa'], 'no_processes': False,
-                                                    'max_memory_used_mib': 100, 'timeout': 0}, nvsmi(tools))
+    failed, result = run(fake, {'gpus': ['GPU-aaaa'], 'no_processes': False,
+                                'max_memory_used_mib': 100, 'timeout': 0}, nvsmi(tools))
     assert failed and 'uses 30000 MiB, over max_memory_used_mib 100' in result['msg']
 
 
-def test_unknown_gpu_in_filter_fails_without_waiting(monkeypatch, tools, isolated):
+def test_unknown_gpu_in_filter_fails_without_waiting(run, tools, isolated):
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
-    failed, result = run_module(monkeypatch, fake, {'gpus': ['3'], 'timeout': 600}, nvsmi(tools))
+    failed, result = run(fake, {'gpus': ['3'], 'timeout': 600}, nvsmi(tools))
     assert failed and "GPU(s) 3 given in gpus are not on" in result['msg'] and ZERO_UUID in result['msg']
     assert result['waited_seconds'] < 5
 
@@ -303,8 +253,8 @@ def test_unknown_gpu_in_filter_fails_without_waiting(monkeypatch, tools, isolate
     ({'max_memory_used_mib': -5}, 'max_memory_used_mib must be'),
     ({'backend': 'cuda'}, 'backend'),
 ])
-def test_argument_errors(monkeypatch, isolated, args, words):
-    failed, result = run_module(monkeypatch, FakeHost(), args)
+def test_argument_errors(run, isolated, args, words):
+    failed, result = run(FakeHost(), args)
     assert failed and words in result['msg']
 
 
@@ -316,14 +266,14 @@ def unit_setup(isolated, tools):
     return dict(nvsmi(tools), systemctl=SYSTEMCTL)
 
 
-def test_kill_orphans_kills_only_the_units_leftovers(monkeypatch, tools, isolated):
+def test_kill_orphans_kills_only_the_units_leftovers(monkeypatch, run, tools, isolated):
     on_path = unit_setup(isolated, tools)
     only_other = '\n'.join(l for l in APPS_LOAD.splitlines() if ' 21198,' not in l) + '\n'
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, ''), (0, only_other, '')],
                     show=[(0, show_with_exec_main_pid(SHOW_INACTIVE, 21181), '')])
     sent = []
     monkeypatch.setattr(_procs.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
-    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
+    failed, result = run(fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
     # 21181 (ExecMainPID, other cgroup) is never signalled; it still holds memory, so the task fails.
     assert sent == [(21198, signal.SIGKILL)]
     assert failed and result['changed'] and result['killed'] == [21198]
@@ -331,31 +281,31 @@ def test_kill_orphans_kills_only_the_units_leftovers(monkeypatch, tools, isolate
     assert 'What to do for PIDs 21181' in result['msg'] and 'even after SIGKILL of PIDs 21198' in result['msg']
 
 
-def test_kill_orphans_then_released(monkeypatch, tools, isolated):
+def test_kill_orphans_then_released(monkeypatch, run, tools, isolated):
     on_path = unit_setup(isolated, tools)
     unit_only = '\n'.join(l for i, l in enumerate(APPS_LOAD.splitlines()) if i == 0 or ' 21198,' in l) + '\n'
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, unit_only, ''), (0, '', '')], show=[(0, SHOW_INACTIVE, '')])
     sent = []
     monkeypatch.setattr(_procs.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
-    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
+    failed, result = run(fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
     assert not failed and result['released'] and result['changed'] and result['killed'] == [21198]
     assert sent == [(21198, signal.SIGKILL)]
     assert 'after SIGKILL of PIDs 21198' in result['msg']
 
 
-def test_kill_orphans_check_mode_kills_nothing(monkeypatch, tools, isolated):
+def test_kill_orphans_check_mode_kills_nothing(monkeypatch, run, tools, isolated):
     on_path = unit_setup(isolated, tools)
     unit_only = '\n'.join(l for i, l in enumerate(APPS_LOAD.splitlines()) if i == 0 or ' 21198,' in l) + '\n'
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, unit_only, '')], show=[(0, SHOW_INACTIVE, '')])
     sent = []
     monkeypatch.setattr(_procs.os, 'kill', lambda pid, sig: sent.append((pid, sig)))
-    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path,
-                                check_mode=True)
+    failed, result = run(fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path,
+                         check_mode=True)
     assert not failed and result['changed'] and result['killed'] == [21198] and sent == []
     assert not result['released'] and 'Check mode: would send SIGKILL to PIDs 21198' in result['msg']
 
 
-def test_kill_orphans_permission_error(monkeypatch, tools, isolated):
+def test_kill_orphans_permission_error(monkeypatch, run, tools, isolated):
     on_path = unit_setup(isolated, tools)
     fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')], show=[(0, SHOW_INACTIVE, '')])
 
@@ -363,16 +313,16 @@ def test_kill_orphans_permission_error(monkeypatch, tools, isolated):
         raise OSError(errno.EPERM, 'Operation not permitted')
 
     monkeypatch.setattr(_procs.os, 'kill', denied)
-    failed, result = run_module(monkeypatch, fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
+    failed, result = run(fake, {'unit': UNIT, 'kill_orphans': True, 'timeout': 0}, on_path)
     assert failed and 'Could not SIGKILL PID 21198' in result['msg'] and 'become: true' in result['msg']
     assert result['killed'] == []
 
 
 # --- other backends --------------------------------------------------------------------------------
 
-def test_rocm_smi_backend_auto(monkeypatch, tools, isolated):
+def test_rocm_smi_backend_auto(run, tools, isolated):
     fake = FakeHost(rocm=[(0, ROCM_MI100X6, '')])
-    failed, result = run_module(monkeypatch, fake, {'timeout': 0}, {'rocm-smi': tools['rocm-smi']})
+    failed, result = run(fake, {'timeout': 0}, {'rocm-smi': tools['rocm-smi']})
     assert result['backend'] == 'rocm-smi'
     assert failed and len(result['gpus']) == 6
     assert result['holders'] == [{'pid': 104225, 'name': 'mlir-cpu-runner', 'used_mib': 0, 'gpu_uuid': None,
@@ -380,7 +330,7 @@ def test_rocm_smi_backend_auto(monkeypatch, tools, isolated):
     assert 'an unidentified GPU' in result['msg']
 
 
-def test_nvml_backend(monkeypatch, isolated):
+def test_nvml_backend(monkeypatch, run, isolated):
     mib = 1024 * 1024
     nvml = types.ModuleType('pynvml')
 
@@ -397,13 +347,13 @@ def test_nvml_backend(monkeypatch, isolated):
     nvml.nvmlDeviceGetComputeRunningProcesses = lambda h: []
     nvml.nvmlSystemGetProcessName = lambda pid: 'x'
     monkeypatch.setattr(_gpu, 'import_pynvml', lambda: nvml)
-    failed, result = run_module(monkeypatch, FakeHost(), {'max_memory_used_mib': 1024})
+    failed, result = run(FakeHost(), {'max_memory_used_mib': 1024})
     assert not failed and result['backend'] == 'nvml' and result['released']
     assert result['gpus'][0]['memory_used_mib'] == 500
 
 
 @pytest.mark.skipif(not HAS_PROC, reason='needs Linux /proc')
-def test_proc_backend_finds_a_real_process(monkeypatch, tmp_path):
+def test_proc_backend_finds_a_real_process(monkeypatch, run, tmp_path):
     """The /proc scan on this machine's real /proc, with the device pattern pointed at a temp file."""
     dev = tmp_path / 'dev'
     dev.mkdir()
@@ -418,7 +368,7 @@ def test_proc_backend_finds_a_real_process(monkeypatch, tmp_path):
                             universal_newlines=True)
     try:
         assert proc.stdout.readline().strip() == 'ready'
-        failed, result = run_module(monkeypatch, FakeHost(), {'pids': [proc.pid], 'timeout': 0})
+        failed, result = run(FakeHost(), {'pids': [proc.pid], 'timeout': 0})
         assert failed and result['backend'] == 'proc'
         assert [h['pid'] for h in result['holders']] == [proc.pid]
         assert result['gpus'] == [{'index': 0, 'uuid': None, 'name': '/dev/nvidia0', 'memory_used_mib': None,
@@ -427,11 +377,11 @@ def test_proc_backend_finds_a_real_process(monkeypatch, tmp_path):
     finally:
         proc.kill()
         proc.wait()
-    failed, result = run_module(monkeypatch, FakeHost(), {'pids': [proc.pid], 'timeout': 0})
+    failed, result = run(FakeHost(), {'pids': [proc.pid], 'timeout': 0})
     assert not failed and result['released']
 
 
-def test_proc_backend_unreadable_processes_fail(monkeypatch, isolated):
+def test_proc_backend_unreadable_processes_fail(monkeypatch, run, isolated):
     (isolated.dev / 'nvidia0').write_text('')
     add_proc(isolated.proc, 4321)
     (isolated.proc / '4321' / 'fd').mkdir()
@@ -443,5 +393,5 @@ def test_proc_backend_unreadable_processes_fail(monkeypatch, isolated):
         return real_listdir(path)
 
     monkeypatch.setattr(_gpu.os, 'listdir', listdir)
-    failed, result = run_module(monkeypatch, FakeHost(), {'backend': 'proc', 'timeout': 0})
+    failed, result = run(FakeHost(), {'backend': 'proc', 'timeout': 0})
     assert failed and result['unreadable_pids'] == [4321] and 'become: true' in result['msg']

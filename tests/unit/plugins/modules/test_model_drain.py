@@ -9,30 +9,24 @@ import socket
 import threading
 import time
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.modules import model_drain
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
+    FakeHAProxySocket,
+    MetricsServer,
+    QuietHandler,
+    haproxy_csv,
+    needs_haproxy,
+    read_fixture,
+    serve_http,
+    stop_http,
+)
 
-try:
-    from ansible_collections.modelops.shutdown.plugins.module_utils import _haproxy
-except ImportError as exc:  # written by another engineer
-    _haproxy = None
-    HAPROXY_SKIP = 'module_utils/_haproxy.py is not importable yet: %s' % exc
-else:
-    HAPROXY_SKIP = ''
-
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
 HAS_PROC = os.path.exists('/proc/net/tcp')
 
 
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
-
-
-VLLM = fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
+VLLM = read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
 
 
 def vllm_text(running, waiting=0):
@@ -56,50 +50,10 @@ def run(run_module):
 
 # --- servers on 127.0.0.1 ------------------------------------------------------------------------
 
-def serve(handler_class):
-    httpd = ThreadingHTTPServer(('127.0.0.1', 0), handler_class)
-    httpd.daemon_threads = True
-    thread = threading.Thread(target=httpd.serve_forever, kwargs={'poll_interval': 0.05}, daemon=True)
-    thread.start()
-    return httpd
-
-
-class MetricsServer(object):
-    """Serves C(self.body) (or a callable's result) with C(self.status) at any path."""
-
-    def __init__(self, body=''):
-        self.body = body
-        self.status = 200
-        self.scrapes = 0
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self):
-                owner.scrapes += 1
-                body = owner.body() if callable(owner.body) else owner.body
-                data = body.encode('utf-8')
-                self.send_response(owner.status)
-                self.send_header('Content-Type', 'text/plain; version=0.0.4')
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = serve(Handler)
-        self.url = 'http://127.0.0.1:%d/metrics' % self.httpd.server_address[1]
-
-    def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def metrics():
-    srv = MetricsServer()
-    yield srv
-    srv.close()
+    with MetricsServer() as srv:
+        yield srv
 
 
 class ModelServer(object):
@@ -114,7 +68,7 @@ class ModelServer(object):
         self.lock = threading.Lock()
         owner = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self):
                 seconds = float(self.path.split('s=', 1)[1])
                 with owner.lock:
@@ -130,10 +84,7 @@ class ModelServer(object):
                     with owner.lock:
                         owner.active -= 1
 
-            def log_message(self, *args):
-                pass
-
-        self.httpd = serve(Handler)
+        self.httpd = serve_http(Handler)
         self.port = self.httpd.server_address[1]
         self.metrics = MetricsServer(lambda: vllm_text(owner.active))
         self.finished = []
@@ -157,8 +108,7 @@ class ModelServer(object):
 
     def close(self):
         self.metrics.close()
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        stop_http(self.httpd)
 
 
 @pytest.fixture
@@ -166,49 +116,6 @@ def model_server():
     srv = ModelServer()
     yield srv
     srv.close()
-
-
-class FakeHAProxySocket(object):
-    """A UNIX socket answering every command with C(self.answer) (HAProxy's non-interactive mode)."""
-
-    def __init__(self, path):
-        self.path = path
-        self.answer = ''
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        threading.Thread(target=self.serve, daemon=True).start()
-
-    def serve(self):
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            with conn:
-                data = b''
-                while not data.endswith(b'\n'):
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                answer = self.answer() if callable(self.answer) else self.answer
-                conn.sendall(answer.encode())
-
-    def close(self):
-        self.sock.close()
-
-
-def haproxy_csv(scur, qcur=0):
-    """The real HAProxy 2.7.1 capture with webservers/s1's qcur and scur replaced."""
-    out = []
-    for line in fixture('haproxy_show_stat_csv_v2.7.1_otel.csv').split('\n'):
-        fields = line.split(',')
-        if fields[:2] == ['webservers', 's1']:
-            fields[2] = str(qcur)
-            fields[4] = str(scur)
-        out.append(','.join(fields))
-    return '\n'.join(out)
 
 
 # --- the acceptance test: notice the last request finishing within poll_interval ---------------
@@ -261,7 +168,7 @@ def test_poll_interval_bounds_the_reaction_time(run, metrics, poll_interval):
 
 
 def test_already_drained_returns_after_one_read(run, metrics):
-    metrics.body = fixture('tgi_metrics_datadog_payload_head.txt')
+    metrics.body = read_fixture('tgi_metrics_datadog_payload_head.txt')
     failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'tgi'}})
     assert not failed
     assert result['drained'] is True and result['polls'] == 1 and result['waited_seconds'] < 0.5
@@ -271,7 +178,7 @@ def test_already_drained_returns_after_one_read(run, metrics):
 
 
 def test_quiet_period_must_hold(run, metrics):
-    metrics.body = fixture('tgi_metrics_datadog_payload_head.txt')
+    metrics.body = read_fixture('tgi_metrics_datadog_payload_head.txt')
     failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'tgi'}, 'poll_interval': 0.1, 'quiet_period': 0.5})
     assert not failed and result['drained'] is True
     # Drained at the first read, yet it kept reading until 0 had held for the quiet period.
@@ -295,7 +202,7 @@ def test_quiet_period_restarts_when_a_request_reappears(run, metrics):
 # --- timeouts --------------------------------------------------------------------------------------
 
 def test_timeout_fails_with_the_numbers(run, metrics):
-    metrics.body = fixture('sglang_metrics_docs_v0.4_loaded.txt')
+    metrics.body = read_fixture('sglang_metrics_docs_v0.4_loaded.txt')
     failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'sglang'}, 'timeout': 0.4, 'poll_interval': 0.1})
     assert failed
     assert result['msg'].startswith('2988 request(s) still in flight (metrics=2988) after ')
@@ -362,7 +269,7 @@ def test_check_mode_error_still_fails(run):
 
 # --- several sources: the max, not the sum ------------------------------------------------------
 
-@pytest.mark.skipif(_haproxy is None, reason=HAPROXY_SKIP or 'n/a')
+@needs_haproxy
 def test_max_over_metrics_and_haproxy(run, metrics, tmp_path):
     fake = FakeHAProxySocket(str(tmp_path / 'admin.sock'))
     try:
@@ -388,7 +295,7 @@ def test_max_over_metrics_and_haproxy(run, metrics, tmp_path):
     assert result['sources']['haproxy']['backend'] == 'webservers'
 
 
-@pytest.mark.skipif(_haproxy is None, reason=HAPROXY_SKIP or 'n/a')
+@needs_haproxy
 def test_haproxy_unknown_server_fails_clearly(run, tmp_path):
     fake = FakeHAProxySocket(str(tmp_path / 'admin.sock'))
     fake.answer = haproxy_csv(0)
@@ -439,7 +346,7 @@ def test_scrape_fails_mid_drain(run, metrics):
 
 
 def test_wrong_preset_names_url_and_metric(run, metrics):
-    metrics.body = fixture('triton_metrics_datadog_head.txt')
+    metrics.body = read_fixture('triton_metrics_datadog_head.txt')
     failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}})
     assert failed
     assert '%s does not export metric vllm:num_requests_running' % metrics.url in result['msg']

@@ -7,8 +7,6 @@ from __future__ import annotations
 import json
 import re
 import os
-import shutil
-import tempfile
 
 import pytest
 
@@ -21,31 +19,21 @@ from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fa
 
 
 @pytest.fixture
-def short_dir():
-    path = tempfile.mkdtemp(prefix='momhs', dir='/tmp')
-    yield path
-    shutil.rmtree(path, ignore_errors=True)
-
-
-@pytest.fixture
 def haproxy(short_dir):
-    fake = FakeHAProxy(os.path.join(short_dir, 'admin.sock')).start()
-    yield fake
-    fake.stop()
+    with FakeHAProxy(os.path.join(short_dir, 'admin.sock')) as fake:
+        yield fake
 
 
 @pytest.fixture
 def consul():
-    fake = FakeConsul().start()
-    yield fake
-    fake.stop()
+    with FakeConsul() as fake:
+        yield fake
 
 
 @pytest.fixture
 def model_server():
-    fake = FakeModelServer().start()
-    yield fake
-    fake.stop()
+    with FakeModelServer() as fake:
+        yield fake
 
 
 @pytest.fixture

@@ -10,16 +10,15 @@ import os
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import sys
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.modules import task_log_reconcile
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import RequeueEndpoint, free_port
 
 T0 = 1714564800.25  # 2024-05-01T12:00:00.250Z
 TOKEN = 'requeue-s3cret'
@@ -53,64 +52,14 @@ def log_with_two_open(tmp_path):
     ])
 
 
-class Endpoint(object):
-    """A resubmission endpoint on 127.0.0.1 (HTTP, or HTTPS with C(cert)) that records what it received.
-
-    Answers C(statuses) in turn; the last one repeats.
-    """
-
-    def __init__(self, statuses=(202,), cert=None):
-        self.statuses = list(statuses)
-        self.received = []
-        endpoint = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def _handle(self):
-                length = int(self.headers.get('Content-Length') or 0)
-                body = self.rfile.read(length).decode('utf-8')
-                endpoint.received.append({'method': self.command, 'path': self.path, 'headers': dict(self.headers),
-                                          'body': json.loads(body) if body else None})
-                status = endpoint.statuses.pop(0) if len(endpoint.statuses) > 1 else endpoint.statuses[0]
-                payload = json.dumps({'queued': status < 300}).encode()
-                self.send_response(status)
-                self.send_header('Content-Type', 'application/json')
-                self.send_header('Content-Length', str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
-
-            do_POST = do_PUT = _handle
-
-            def log_message(self, format, *args):  # pylint: disable=redefined-builtin
-                pass
-
-        self.httpd = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        scheme = 'http'
-        if cert:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(*cert)
-            self.httpd.socket = context.wrap_socket(self.httpd.socket, server_side=True)
-            scheme = 'https'
-        self.url = '%s://127.0.0.1:%d/v1/requeue' % (scheme, self.httpd.server_address[1])
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self.thread.start()
-
-    def stop(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-
-
 @pytest.fixture
 def endpoint():
-    server = Endpoint()
-    yield server
-    server.stop()
+    with RequeueEndpoint() as server:
+        yield server
 
 
 def closed_port_url():
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
-    return 'http://127.0.0.1:%d/v1/requeue' % port
+    return 'http://127.0.0.1:%d/v1/requeue' % free_port()
 
 
 def assert_balanced(result):
@@ -326,7 +275,7 @@ def test_nothing_incomplete_sends_nothing(run_module, tmp_path, endpoint):
 
 
 def test_resubmit_error_fails_naming_url_and_status(run_module, log_with_two_open):
-    server = Endpoint(statuses=[503])
+    server = RequeueEndpoint(statuses=[503])
     try:
         result = run_module(task_log_reconcile, {'paths': [log_with_two_open], 'resubmit': {
             'url': server.url, 'token': TOKEN}}, expect_failed=True)
@@ -340,7 +289,7 @@ def test_resubmit_error_fails_naming_url_and_status(run_module, log_with_two_ope
 
 def test_resubmit_per_task_stops_at_first_failure_or_warns_and_goes_on(run_module, tmp_path):
     path = write_log(tmp_path, [rec('started', 'r%d' % i, T0 + i) for i in range(4)])
-    server = Endpoint(statuses=[200, 500, 200])
+    server = RequeueEndpoint(statuses=[200, 500, 200])
     try:
         result = run_module(task_log_reconcile, {'paths': [path], 'resubmit': {'url': server.url, 'batch': False}},
                             expect_failed=True)
@@ -384,7 +333,7 @@ def self_signed(tmp_path_factory):
 
 
 def test_tls_is_verified_by_default(run_module, log_with_two_open, self_signed):
-    server = Endpoint(cert=self_signed)
+    server = RequeueEndpoint(cert=self_signed)
     try:
         result = run_module(task_log_reconcile, {'paths': [log_with_two_open], 'resubmit': {'url': server.url}},
                             expect_failed=True)
@@ -414,9 +363,7 @@ def test_token_is_no_log():
 def test_log_of_the_reference_server_stopped_with_requests_in_flight(run_module, tmp_path, endpoint):
     """Run tests/fleet/model_server.py, stop it while two requests run, and reconcile its own task log."""
     task_log = str(tmp_path / 'logs' / 'ref.tasks.jsonl')
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     env = dict(os.environ, MODEL_SERVER_PORT=str(port), MODEL_SERVER_BIND='127.0.0.1', SERVICE_TIME='0',
                DRAIN_TIMEOUT='0.3', TASK_LOG=task_log, MAINTENANCE_FLAG=str(tmp_path / 'ref.maintenance'),
                GPU_MEMORY_MIB='0', FAKE_NVIDIA_STATE_DIR=str(tmp_path / 'fake-nvidia'), MODEL_NAME='demo-model')

@@ -8,6 +8,7 @@ import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
 from ansible_collections.modelops.shutdown.plugins.modules import unit_processes
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import add_proc
 
 CGROUP_IN_UNIT = ('9:name=systemd:/docker/add0e6154612/system.slice/model-server@llama.service\n'
                   '0::/docker/add0e6154612/system.slice/model-server@llama.service\n')
@@ -15,11 +16,7 @@ CGROUP_ELSEWHERE = '9:name=systemd:/docker/add0e6154612/system.slice/systemd-jou
 
 
 def make_proc(tmp_path, pid, cgroup, comm, cmdline):
-    base = tmp_path / str(pid)
-    base.mkdir()
-    (base / 'cgroup').write_text(cgroup)
-    (base / 'comm').write_text(comm + '\n')
-    (base / 'cmdline').write_bytes(cmdline.replace(' ', '\0').encode() + b'\0')
+    add_proc(tmp_path, pid, cgroup, comm, cmdline.split(' '))
 
 
 @pytest.fixture

@@ -8,26 +8,18 @@ import stat
 
 import pytest
 
-from ansible.module_utils import basic
-from ansible.module_utils.testing import patch_module_args
-
 from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
 from ansible_collections.modelops.shutdown.plugins.modules import unit_stop
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import read_fixture, with_props
 
-FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', '..', 'fixtures')
 SYSTEMCTL = '/usr/bin/systemctl'
-
-
-def fixture(name):
-    with open(os.path.join(FIXTURES, name)) as handle:
-        return handle.read()
 
 
 # Real captures. States a stop leaves behind are these captures with the properties that systemd
 # changes replaced (systemd is not PID 1 on the dev machine; molecule runs the real thing).
-RUNNING = fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
-ONESHOT_DONE = fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
-REDIS_FAILED = fixture('systemctl_show_redis_failed_after_kill_centos7_systemd219.txt')
+RUNNING = read_fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
+ONESHOT_DONE = read_fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
+REDIS_FAILED = read_fixture('systemctl_show_redis_failed_after_kill_centos7_systemd219.txt')
 
 AFTER = {
     'clean': dict(ActiveState='inactive', SubState='dead', Result='success', ExecMainCode='2', ExecMainStatus='15',
@@ -42,23 +34,8 @@ AFTER = {
 }
 
 
-def edit(text, **changes):
-    lines = []
-    seen = set()
-    for line in text.splitlines():
-        key = line.split('=', 1)[0]
-        if key in changes:
-            seen.add(key)
-            if changes[key] is not None:
-                lines.append('%s=%s' % (key, changes[key]))
-            continue
-        lines.append(line)
-    lines.extend('%s=%s' % (k, v) for k, v in changes.items() if k not in seen and v is not None)
-    return '\n'.join(lines) + '\n'
-
-
 def named(text, unit):
-    return edit(text, Id=unit, Names=unit)
+    return with_props(text, Id=unit, Names=unit)
 
 
 class FakeSystemd(object):
@@ -80,7 +57,7 @@ class FakeSystemd(object):
         return _systemd.parse_show_one(self.units[unit]['text'])
 
     def set(self, unit, **changes):
-        self.units[unit]['text'] = edit(self.units[unit]['text'], **changes)
+        self.units[unit]['text'] = with_props(self.units[unit]['text'], **changes)
 
     def __call__(self, argv, *args, **kwargs):
         assert isinstance(argv, list) and argv[0] == SYSTEMCTL
@@ -123,48 +100,23 @@ class FakeSystemd(object):
         raise AssertionError('unexpected systemctl call %r' % argv)
 
 
-class ModuleExit(Exception):
-    def __init__(self, failed, result):
-        super(ModuleExit, self).__init__(result.get('msg', ''))
-        self.failed = failed
-        self.result = result
-
-
-def run_module(monkeypatch, fake, args, check_mode=False, diff=False):
-    warnings = []
-
-    def exit_json(self, **kwargs):
-        raise ModuleExit(False, kwargs)
-
-    def fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        raise ModuleExit(True, kwargs)
-
-    monkeypatch.setattr(basic.AnsibleModule, 'exit_json', exit_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'fail_json', fail_json)
-    monkeypatch.setattr(basic.AnsibleModule, 'warn', lambda self, w: warnings.append(w))
-    monkeypatch.setattr(basic.AnsibleModule, 'get_bin_path',
-                        lambda self, name, required=False, opt_dirs=None: SYSTEMCTL if name == 'systemctl' else None)
-    monkeypatch.setattr(basic.AnsibleModule, 'run_command', lambda self, argv, *a, **kw: fake(argv))
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    if diff:
-        args['_ansible_diff'] = True
-    with patch_module_args(args):
-        with pytest.raises(ModuleExit) as exc:
-            unit_stop.main()
-    exc.value.result['warnings'] = warnings
-    return exc.value.failed, exc.value.result
+@pytest.fixture
+def run(run_module):
+    """Run unit_stop.main() against C(fake), a FakeSystemd; return C((failed, result))."""
+    def runner(fake, args, check_mode=False, diff=False):
+        result = run_module(unit_stop, args, check_mode=check_mode, diff=diff, run_command=fake,
+                            bin_paths={'systemctl': SYSTEMCTL})
+        return result['failed'], result
+    return runner
 
 
 LLAMA = 'model-server@llama.service'
 MISTRAL = 'model-server@mistral.service'
 
 
-def test_clean_stop_is_classified_after_the_stop(monkeypatch):
+def test_clean_stop_is_classified_after_the_stop(run):
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, {'units': ['model-server@llama']})
+    failed, result = run(fake, {'units': ['model-server@llama']})
     assert not failed and result['changed']
     rec = result['units'][0]
     assert rec['unit'] == LLAMA and rec['was_active'] and rec['stopped']
@@ -179,9 +131,9 @@ def test_clean_stop_is_classified_after_the_stop(monkeypatch):
     assert result['failed_units'] == []
 
 
-def test_timeout_fails_and_still_returns_every_record(monkeypatch):
+def test_timeout_fails_and_still_returns_every_record(run):
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['timeout']), MISTRAL: (RUNNING, AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA, MISTRAL]})
+    failed, result = run(fake, {'units': [LLAMA, MISTRAL]})
     assert failed and result['changed']
     assert [r['unit'] for r in result['units']] == [LLAMA, MISTRAL]
     assert [r['classification'] for r in result['units']] == ['timeout_killed', 'clean']
@@ -197,51 +149,51 @@ def test_timeout_fails_and_still_returns_every_record(monkeypatch):
     ('exit', 'failed', ['Result=exit-code', 'exited with status 1', 'journalctl -u ' + LLAMA]),
     ('segv', 'signal', ['Result=core-dump', 'dumped core on SIGSEGV', 'coredumpctl']),
 ])
-def test_failure_classes(monkeypatch, after, cls, words):
-    failed, result = run_module(monkeypatch, FakeSystemd({LLAMA: (RUNNING, AFTER[after])}), {'units': [LLAMA]})
+def test_failure_classes(run, after, cls, words):
+    failed, result = run(FakeSystemd({LLAMA: (RUNNING, AFTER[after])}), {'units': [LLAMA]})
     assert failed and result['units'][0]['classification'] == cls
     for word in words:
         assert word in result['msg']
 
 
-def test_fail_on_empty_only_records(monkeypatch):
-    failed, result = run_module(monkeypatch, FakeSystemd({LLAMA: (RUNNING, AFTER['timeout'])}),
-                                {'units': [LLAMA], 'fail_on': []})
+def test_fail_on_empty_only_records(run):
+    failed, result = run(FakeSystemd({LLAMA: (RUNNING, AFTER['timeout'])}),
+                         {'units': [LLAMA], 'fail_on': []})
     assert not failed and result['units'][0]['classification'] == 'timeout_killed'
 
 
-def test_still_running_after_stop_always_fails(monkeypatch):
-    failed, result = run_module(monkeypatch, FakeSystemd({LLAMA: (RUNNING, AFTER['still'])}),
-                                {'units': [LLAMA], 'fail_on': []})
+def test_still_running_after_stop_always_fails(run):
+    failed, result = run(FakeSystemd({LLAMA: (RUNNING, AFTER['still'])}),
+                         {'units': [LLAMA], 'fail_on': []})
     assert failed and result['units'][0]['classification'] == 'running'
     assert 'still active after systemctl stop' in result['msg']
 
 
-def test_inactive_unit_not_stopped_but_classified_from_last_result(monkeypatch):
+def test_inactive_unit_not_stopped_but_classified_from_last_result(run):
     fake = FakeSystemd({'redis.service': (REDIS_FAILED, None), 'sync.service': (ONESHOT_DONE, None)})
-    failed, result = run_module(monkeypatch, fake, {'units': ['redis', 'sync']})
+    failed, result = run(fake, {'units': ['redis', 'sync']})
     assert failed and not result['changed']
     assert [(r['stopped'], r['was_active'], r['classification']) for r in result['units']] == [
         (False, False, 'failed'), (False, False, 'clean')]
     assert result['units'][0]['stop_seconds'] is None
     assert not [c for c in fake.calls if c[0] != 'show']
-    failed, result = run_module(monkeypatch, fake, {'units': ['sync']})
+    failed, result = run(fake, {'units': ['sync']})
     assert not failed and not result['changed'] and 'already inactive' in result['msg']
 
 
-def test_not_found(monkeypatch):
+def test_not_found(run):
     fake = FakeSystemd({})
-    failed, result = run_module(monkeypatch, fake, {'units': ['model-server@typo'], 'disable': True, 'mask': True})
+    failed, result = run(fake, {'units': ['model-server@typo'], 'disable': True, 'mask': True})
     assert not failed and not result['changed']
     assert result['units'][0]['classification'] == 'not_found'
     assert [c[0] for c in fake.calls] == ['show']
-    failed, result = run_module(monkeypatch, fake, {'units': ['model-server@typo'], 'fail_on': ['not_found']})
+    failed, result = run(fake, {'units': ['model-server@typo'], 'fail_on': ['not_found']})
     assert failed and 'not loaded' in result['msg'] and 'name@instance.service' in result['msg']
 
 
-def test_disable_and_mask_then_idempotent(monkeypatch):
+def test_disable_and_mask_then_idempotent(run):
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True, 'mask': True}, diff=True)
+    failed, result = run(fake, {'units': [LLAMA], 'disable': True, 'mask': True}, diff=True)
     assert not failed and result['changed']
     rec = result['units'][0]
     assert rec['disabled'] and rec['masked'] and rec['unit_file_state'] == 'masked'
@@ -249,32 +201,32 @@ def test_disable_and_mask_then_idempotent(monkeypatch):
     assert result['diff']['before'][LLAMA] == {'active_state': 'active', 'unit_file_state': 'enabled', 'masked': False}
     assert result['diff']['after'][LLAMA] == {'active_state': 'inactive', 'unit_file_state': 'masked', 'masked': True}
     fake.calls = []
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True, 'mask': True})
+    failed, result = run(fake, {'units': [LLAMA], 'disable': True, 'mask': True})
     assert not failed and not result['changed']
     assert [c[0] for c in fake.calls] == ['show']
     assert result['units'][0]['disabled'] is False and result['units'][0]['masked'] is False
 
 
-def test_runtime_enable_and_runtime_mask(monkeypatch):
-    fake = FakeSystemd({LLAMA: (edit(RUNNING, UnitFileState='enabled-runtime'), AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True, 'mask': True, 'mask_runtime': True})
+def test_runtime_enable_and_runtime_mask(run):
+    fake = FakeSystemd({LLAMA: (with_props(RUNNING, UnitFileState='enabled-runtime'), AFTER['clean'])})
+    failed, result = run(fake, {'units': [LLAMA], 'disable': True, 'mask': True, 'mask_runtime': True})
     assert not failed
     changes = [c for c in fake.calls if c[0] in ('disable', 'mask')]
     assert changes == [['disable', '--runtime', LLAMA], ['mask', '--runtime', LLAMA]]
     assert result['units'][0]['unit_file_state'] == 'masked-runtime'
 
 
-def test_static_unit_is_not_disabled(monkeypatch):
-    fake = FakeSystemd({LLAMA: (edit(RUNNING, UnitFileState='static'), AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'disable': True})
+def test_static_unit_is_not_disabled(run):
+    fake = FakeSystemd({LLAMA: (with_props(RUNNING, UnitFileState='static'), AFTER['clean'])})
+    failed, result = run(fake, {'units': [LLAMA], 'disable': True})
     assert not failed and not result['units'][0]['disabled']
     assert not [c for c in fake.calls if c[0] == 'disable']
 
 
-def test_check_mode_changes_nothing_and_predicts(monkeypatch):
+def test_check_mode_changes_nothing_and_predicts(run):
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['timeout']), 'redis.service': (REDIS_FAILED, None)})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA, 'redis.service'], 'disable': True, 'mask': True,
-                                                    'fail_on': ['timeout_killed']}, check_mode=True, diff=True)
+    failed, result = run(fake, {'units': [LLAMA, 'redis.service'], 'disable': True, 'mask': True,
+                                'fail_on': ['timeout_killed']}, check_mode=True, diff=True)
     assert not failed and result['changed']
     assert [c[0] for c in fake.calls] == ['show', 'show']
     rec = result['units'][0]
@@ -286,11 +238,11 @@ def test_check_mode_changes_nothing_and_predicts(monkeypatch):
     assert 'would be stopped' in result['msg']
 
 
-def test_timeout_override_dropin_lifecycle(monkeypatch, tmp_path):
+def test_timeout_override_dropin_lifecycle(monkeypatch, run, tmp_path):
     runtime = str(tmp_path / 'run')
     monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', runtime)
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])}, runtime_dir=runtime)
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'timeout_stop_sec': 120})
+    failed, result = run(fake, {'units': [LLAMA], 'timeout_stop_sec': 120})
     assert not failed
     assert fake.dropin_seen[LLAMA] == 0o644
     assert result['units'][0]['timeout_stop_sec'] == 120.0
@@ -299,11 +251,11 @@ def test_timeout_override_dropin_lifecycle(monkeypatch, tmp_path):
     assert fake.props(LLAMA)['TimeoutStopUSec'] == '1min 30s'
 
 
-def test_timeout_override_that_does_not_win_stops_nothing(monkeypatch, tmp_path):
+def test_timeout_override_that_does_not_win_stops_nothing(monkeypatch, run, tmp_path):
     runtime = str(tmp_path / 'run')
     monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', runtime)
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])}, runtime_dir=runtime, dropin_loses=True)
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'timeout_stop_sec': 5})
+    failed, result = run(fake, {'units': [LLAMA], 'timeout_stop_sec': 5})
     assert failed
     assert 'did not take effect' in result['msg'] and 'was not stopped' in result['msg']
     assert not [c for c in fake.calls if c[0] == 'stop']
@@ -311,28 +263,28 @@ def test_timeout_override_that_does_not_win_stops_nothing(monkeypatch, tmp_path)
     assert not os.path.exists(_systemd.dropin_path(LLAMA, runtime))
 
 
-def test_timeout_override_dropin_not_writable(monkeypatch, tmp_path):
+def test_timeout_override_dropin_not_writable(monkeypatch, run, tmp_path):
     blocker = tmp_path / 'run'
     blocker.write_text('a file where a directory should be')
     monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', str(blocker))
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA], 'timeout_stop_sec': 5})
+    failed, result = run(fake, {'units': [LLAMA], 'timeout_stop_sec': 5})
     assert failed and 'Could not write the stop-timeout drop-in' in result['msg'] and 'become: true' in result['msg']
     assert not [c for c in fake.calls if c[0] == 'stop']
 
 
-def test_systemctl_stop_error_is_reported_with_state_after(monkeypatch):
+def test_systemctl_stop_error_is_reported_with_state_after(run):
     fake = FakeSystemd({LLAMA: (RUNNING, None)}, fail={'stop': (1, '', 'Failed to stop %s: Access denied\n' % LLAMA)})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA]})
+    failed, result = run(fake, {'units': [LLAMA]})
     assert failed and 'Access denied' in result['msg'] and 'rc 1' in result['msg']
     rec = result['units'][0]
     assert rec['stopped'] and rec['error'] and rec['classification'] == 'running'
     assert [c[0] for c in fake.calls] == ['show', 'stop', 'show']
 
 
-def test_show_error_is_reported_per_unit(monkeypatch):
+def test_show_error_is_reported_per_unit(run):
     fake = FakeSystemd({LLAMA: (RUNNING, None)}, fail={'show': (1, '', 'Failed to connect to bus: No such file or directory\n')})
-    failed, result = run_module(monkeypatch, fake, {'units': [LLAMA]})
+    failed, result = run(fake, {'units': [LLAMA]})
     assert failed and 'Failed to connect to bus' in result['msg']
     assert result['units'][0]['unit'] == LLAMA and result['units'][0]['error']
 
@@ -343,8 +295,8 @@ def test_show_error_is_reported_per_unit(monkeypatch):
     ({'units': ['  ']}, 'units is empty'),
     ({'units': [LLAMA], 'fail_on': ['explode']}, 'fail_on'),
 ])
-def test_argument_errors(monkeypatch, args, words):
+def test_argument_errors(run, args, words):
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
-    failed, result = run_module(monkeypatch, fake, args)
+    failed, result = run(fake, args)
     assert failed and words in result['msg']
     assert not [c for c in fake.calls if c[0] == 'stop']
