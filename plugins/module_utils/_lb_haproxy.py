@@ -145,3 +145,44 @@ class HAProxyAdapter(Adapter):
         if scur is None and qcur is None:
             return None
         return (scur or 0) + (qcur or 0)
+
+
+def read_pool(runtime, backends=None):
+    """Every server of the given backends (all backends when None) from one C(show stat) and one
+    C(show servers state): C({backend, server, state, status, available, in_flight}), sorted.
+
+    C(available) means admin state ready and operationally serving (C(status) C(UP...) or C(no check)).
+    """
+    wanted = None if backends is None else set(validate_name('backend', name) for name in backends)
+    stats = {}
+    for row in runtime.show_stat():
+        if row.get('svname') in ('FRONTEND', 'BACKEND'):
+            continue
+        if wanted is not None and row.get('pxname') not in wanted:
+            continue
+        stats[(row.get('pxname'), row.get('svname'))] = row
+    admin = {}
+    try:
+        for row in runtime.servers_state():
+            admin[(row.get('be_name'), row.get('srv_name'))] = admin_state_name(_int(row.get('srv_admin_state')) or 0)
+    except HAProxyConnectionError:
+        raise
+    except HAProxyError:
+        admin = {}  # an HAProxy older than 1.6: the status column has to do
+    missing = sorted((wanted or set()) - set(backend for backend, dummy in stats))
+    if missing:
+        raise HAProxyError('%s has no backend %s with servers' % (runtime.describe(), ', '.join(missing)))
+    servers = []
+    for (backend, server), row in sorted(stats.items()):
+        status = row.get('status', '')
+        state = FROM_HAPROXY[admin.get((backend, server)) or status_admin_state(status)]
+        scur, qcur = _int(row.get('scur')), _int(row.get('qcur'))
+        servers.append({
+            'backend': backend,
+            'server': server,
+            'state': state,
+            'status': status,
+            'available': state == 'ready' and (status.upper().startswith('UP') or status == 'no check'),
+            'in_flight': None if scur is None and qcur is None else (scur or 0) + (qcur or 0),
+        })
+    return servers

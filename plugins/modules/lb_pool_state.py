@@ -1,0 +1,147 @@
+#!/usr/bin/python
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+---
+module: lb_pool_state
+short_description: Read the state of every server of HAProxy backends in one call
+version_added: 0.1.0
+description:
+  - Reads every server of one or more HAProxy backends with one C(show stat) and one C(show servers state)
+    on the runtime API, and says which of them are available (administratively ready and passing their
+    health checks).
+  - The rollout's disruption budget uses it to count each pool before a batch is taken out. Reading a pool
+    this way costs one connection per load balancer, not one per server.
+  - To read or change one server, use M(modelops.shutdown.model_health_state).
+author:
+  - modelops.shutdown contributors (@modelops)
+extends_documentation_fragment:
+  - modelops.shutdown.attributes
+attributes:
+  check_mode:
+    support: full
+    details: The module only reads, so check mode runs it unchanged.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  haproxy:
+    description: The HAProxy runtime API to read.
+    type: dict
+    required: true
+    suboptions:
+      socket:
+        description: Path of the runtime API unix socket.
+        type: path
+      host:
+        description: Address of a runtime API TCP socket, instead of O(haproxy.socket).
+        type: str
+      port:
+        description: Port of the runtime API TCP socket. Required with O(haproxy.host).
+        type: int
+      timeout:
+        description: Seconds to wait for each runtime API connection and answer.
+        type: float
+        default: 5.0
+  backends:
+    description:
+      - Backends to read. All backends when omitted.
+      - A backend that does not exist, or has no server, fails the module.
+    type: list
+    elements: str
+'''
+
+EXAMPLES = r'''
+- name: Count the servers of the models backend that take traffic
+  modelops.shutdown.lb_pool_state:
+    haproxy:
+      socket: /run/haproxy/admin.sock
+    backends: [models]
+  delegate_to: lb1.example.net
+  register: pool
+
+- name: Show how many are available
+  ansible.builtin.debug:
+    msg: "{{ pool.servers | selectattr('available') | list | length }} of {{ pool.servers | length }} available"
+'''
+
+RETURN = r'''
+servers:
+  description: Every server of the backends read, sorted by backend and server.
+  returned: success
+  type: list
+  elements: dict
+  contains:
+    backend:
+      description: Backend name.
+      type: str
+      sample: models
+    server:
+      description: Server name.
+      type: str
+      sample: gpu-07
+    state:
+      description: Administrative state, as M(modelops.shutdown.model_health_state) names it.
+      type: str
+      sample: ready
+    status:
+      description: HAProxy's C(show stat) status (operational), such as C(UP), C(DOWN), C(DRAIN), C(MAINT), C(no check).
+      type: str
+      sample: UP
+    available:
+      description: Whether the server is administratively ready and serving (C(UP) or C(no check)).
+      type: bool
+      sample: true
+    in_flight:
+      description: Sessions plus queued requests HAProxy counts for the server (C(scur) + C(qcur)).
+      type: int
+      sample: 2
+  sample:
+    - {backend: models, server: gpu-07, state: ready, status: UP, available: true, in_flight: 2}
+source:
+  description: What was read.
+  returned: always
+  type: str
+  sample: HAProxy runtime socket /run/haproxy/admin.sock
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import read_pool
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            haproxy=dict(type='dict', required=True, options=dict(
+                socket=dict(type='path'),
+                host=dict(type='str'),
+                port=dict(type='int'),
+                timeout=dict(type='float', default=5.0),
+            ), mutually_exclusive=[('socket', 'host')], required_one_of=[('socket', 'host')],
+                required_together=[('host', 'port')]),
+            backends=dict(type='list', elements='str'),
+        ),
+        supports_check_mode=True,
+    )
+    params = module.params['haproxy']
+    runtime = HAProxyRuntime(socket_path=params['socket'], host=params['host'], port=params['port'], timeout=params['timeout'])
+    error = None
+    try:
+        servers = read_pool(runtime, module.params['backends'])
+    except HAProxyError as exc:
+        error = to_text(exc)
+    if error is not None:
+        module.fail_json(msg='Could not read the pool: %s. Check the runtime API address and the backend names.' % error,
+                         source=runtime.describe())
+    module.exit_json(changed=False, servers=servers, source=runtime.describe())
+
+
+if __name__ == '__main__':
+    main()
