@@ -53,5 +53,13 @@ stage:
 	@rm -rf $(STAGE) && mkdir -p $(STAGE)
 	@git ls-files -z -co --exclude-standard | xargs -0 -I{} sh -c 'test -e "{}" && printf "%s\0" "{}"' | tar --null -T - -cf - | tar -xf - -C $(STAGE)
 
+# Modules run on the target's Python, 3.8 and later: where a Python 3.8 is installed, compile and
+# import them with it too (ansible-test needs its real path first in PATH, not a pyenv shim).
+PY38 := $(firstword $(wildcard /usr/bin/python3.8 /usr/local/bin/python3.8 $(HOME)/.pyenv/versions/3.8*/bin/python3.8))
+
 sanity: stage
 	cd $(STAGE) && ansible-test sanity --color no --python 3.11 $(SANITY_ARGS)
+	@if [ -z "$(SANITY_ARGS)" ] && [ -n "$(PY38)" ]; then \
+	  echo "== target Python 3.8 ($(PY38)): compile and import"; \
+	  cd $(STAGE) && PATH=$(dir $(PY38)):$$PATH ansible-test sanity --color no --python 3.8 --test compile --test import; \
+	elif [ -z "$(SANITY_ARGS)" ]; then echo "== no Python 3.8 here: target-Python 3.8 compile and import skipped"; fi
