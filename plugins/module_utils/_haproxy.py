@@ -139,6 +139,21 @@ def parse_info(text):
     return info
 
 
+def runtime_api_spec(server=False, timeout=True, required=False):
+    """Argument spec of a module's C(haproxy) option: the runtime API as a unix C(socket), or C(host) and
+    C(port); with C(server), also the C(backend) and C(server) it is about."""
+    options = dict(socket=dict(type='path'), host=dict(type='str'), port=dict(type='int'))
+    if server:
+        options.update(backend=dict(type='str', required=True), server=dict(type='str', required=True))
+    if timeout:
+        options['timeout'] = dict(type='float', default=5.0)
+    spec = dict(type='dict', options=options, mutually_exclusive=[('socket', 'host')],
+                required_one_of=[('socket', 'host')], required_together=[('host', 'port')])
+    if required:
+        spec['required'] = True
+    return spec
+
+
 def admin_state_name(admin_state):
     """C(ready), C(drain) or C(maint) for a C(srv_admin_state) bit field, as HAProxy itself names it."""
     if admin_state & ADMF_MAINT:

@@ -112,20 +112,14 @@ source:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime, runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import read_pool
 
 
 def main():
     module = AnsibleModule(
         argument_spec=dict(
-            haproxy=dict(type='dict', required=True, options=dict(
-                socket=dict(type='path'),
-                host=dict(type='str'),
-                port=dict(type='int'),
-                timeout=dict(type='float', default=5.0),
-            ), mutually_exclusive=[('socket', 'host')], required_one_of=[('socket', 'host')],
-                required_together=[('host', 'port')]),
+            haproxy=runtime_api_spec(required=True),
             backends=dict(type='list', elements='str'),
         ),
         supports_check_mode=True,

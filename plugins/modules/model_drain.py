@@ -378,6 +378,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _inflight
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
 
 
@@ -401,19 +402,7 @@ def argument_spec():
             ),
             required_if=[('preset', 'generic', ('metrics',))],
         ),
-        haproxy=dict(
-            type='dict',
-            options=dict(
-                socket=dict(type='path'),
-                host=dict(type='str'),
-                port=dict(type='int'),
-                backend=dict(type='str', required=True),
-                server=dict(type='str', required=True),
-            ),
-            required_one_of=[('socket', 'host')],
-            mutually_exclusive=[('socket', 'host')],
-            required_together=[('host', 'port')],
-        ),
+        haproxy=runtime_api_spec(server=True, timeout=False),
         connections=dict(
             type='dict',
             options=dict(

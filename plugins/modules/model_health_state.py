@@ -366,6 +366,7 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
     KINDS,
     HealthCheck,
@@ -378,20 +379,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
 def argument_spec():
     return dict(
         state=dict(type='str', required=True, choices=['ready', 'draining', 'maintenance', 'query']),
-        haproxy=dict(
-            type='dict',
-            options=dict(
-                socket=dict(type='path'),
-                host=dict(type='str'),
-                port=dict(type='int'),
-                backend=dict(type='str', required=True),
-                server=dict(type='str', required=True),
-                timeout=dict(type='float', default=5.0),
-            ),
-            mutually_exclusive=[['socket', 'host']],
-            required_one_of=[['socket', 'host']],
-            required_together=[['host', 'port']],
-        ),
+        haproxy=runtime_api_spec(server=True),
         consul=dict(
             type='dict',
             options=dict(

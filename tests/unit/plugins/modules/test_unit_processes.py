@@ -54,3 +54,13 @@ def test_real_proc_finds_this_process_unit_free():
     # On the real /proc, a unit nobody runs has no processes.
     assert os.path.isdir('/proc/self')
     assert _procs.unit_pids('modelops-no-such-unit.service') == []
+
+
+def test_units_are_required(run_module):
+    result = run_module(unit_processes, {}, expect_failed=True)
+    assert 'missing required arguments: units' in result['msg']
+
+
+def test_expect_empty_must_be_a_boolean(run_module):
+    result = run_module(unit_processes, {'units': ['model-server@llama.service'], 'expect_empty': 'perhaps'}, expect_failed=True)
+    assert 'expect_empty' in result['msg'] and 'bool' in result['msg']
