@@ -1,345 +1,255 @@
 # Copyright (c) modelops.shutdown contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Filter C(rollout_report): the data of the rollout report, from every host's C(modelops_shutdown_result).
+"""Filter C(rollout_report): the run's record, built once from the registered module results.
 
-The documentation is in the sidecar file C(rollout_report.yml).
+The documentation is in the sidecar file C(rollout_report.yml). Every time in the record comes from a
+module (wall-clock epoch seconds measured on the load balancer or the host); nothing is timed in Jinja.
 """
 
 from __future__ import annotations
 
 import datetime
+import math
 
 from collections.abc import Mapping
 
 from ansible.errors import AnsibleFilterError
 
 MODES = ('run', 'check')
-# Always counted in the totals; every status seen is also counted in totals.by_status.
-STATUSES = ('done', 'failed', 'restored', 'already_down', 'skipped')
-# Statuses that need no explanation in the failure list.
-QUIET_STATUSES = ('done', 'would_shut_down', 'already_down', 'skipped')
-SECTIONS = ('drain', 'stop', 'policy', 'verify')
+STATUSES = ('done', 'failed', 'put_back', 'already_down', 'not_reached')
 _NAME = 'modelops.shutdown.rollout_report'
-
-
-def _is_list(value):
-    return isinstance(value, (list, tuple))
-
-
-def _describe(value):
-    text = repr(value)
-    if len(text) > 120:
-        text = text[:117] + '...'
-    return '%s (%s)' % (text, type(value).__name__)
 
 
 def _fail(message):
     raise AnsibleFilterError('%s: %s' % (_NAME, message))
 
 
-def _section(result, key, where):
-    """The dict under C(key), or an empty dict when it is missing or null."""
-    value = result.get(key)
+def _dict(value, where):
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        _fail('%s.%s must be a dict, got %s' % (where, key, _describe(value)))
+        _fail('%s must be a dict, got %s' % (where, type(value).__name__))
     return value
 
 
-def _timestamp(value, where):
-    """Parse an ISO 8601 timestamp (a naive one is taken as UTC); None stays None."""
-    if value is None or value == '':
-        return None
-    if isinstance(value, datetime.datetime):
-        parsed = value
-    elif isinstance(value, str):
-        try:
-            parsed = datetime.datetime.fromisoformat(value.strip())
-        except ValueError:
-            _fail('%s must be an ISO 8601 timestamp like 2026-11-29T00:41:12.123456+00:00, got %s'
-                  % (where, _describe(value)))
-    else:
-        _fail('%s must be an ISO 8601 timestamp string, got %s' % (where, _describe(value)))
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=datetime.timezone.utc)
-    return parsed
+def _list(value, where):
+    if value is None:
+        return []
+    if not isinstance(value, (list, tuple)):
+        _fail('%s must be a list, got %s' % (where, type(value).__name__))
+    return value
 
 
-def _iso(value, where):
-    """The timestamp as given (a datetime becomes its ISO string), after checking it parses."""
-    _timestamp(value, where)
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    return value if value != '' else None
+# Epoch seconds a datetime can hold (year 9999 and earlier).
+_EPOCH_MAX = 253402300000.0
 
 
-def _seconds_between(start, end):
-    if start is None or end is None:
-        return None
-    return round((end - start).total_seconds(), 3)
-
-
-def _number(value, where):
-    """A float from an int, a float or a numeric string; None stays None."""
+def _number(value, where, what='a number of seconds'):
+    """C(value) as a finite float (numbers, or strings of them), C(None) for C(None); else an error naming C(where)."""
     if value is None:
         return None
-    if isinstance(value, bool):
-        _fail('%s must be a number, got %s' % (where, _describe(value)))
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, str):
+    number = None
+    if not isinstance(value, bool):
         try:
-            return float(value)
-        except ValueError:
-            pass
-    _fail('%s must be a number, got %s' % (where, _describe(value)))
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            number = None
+    if number is None or not math.isfinite(number):
+        _fail('%s must be %s, got %r' % (where, what, value))
+    return number
+
+
+def _epoch(value, where):
+    epoch = _number(value, where, 'epoch seconds')
+    if epoch is not None and not 0 <= epoch < _EPOCH_MAX:
+        _fail('%s must be epoch seconds (from 0 to the year 9999), got %r' % (where, value))
+    return epoch
 
 
 def _count(value, where):
-    number = _number(value, where)
-    return None if number is None else int(number)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        _fail('%s must be a count (an integer of at least 0) or null, got %r' % (where, value))
+    return value
+
+
+def _text(value, where):
+    if value is None:
+        return ''
+    if not isinstance(value, str):
+        _fail('%s must be a string, got %r' % (where, value))
+    return value
+
+
+def iso(epoch):
+    if epoch is None:
+        return None
+    return datetime.datetime.fromtimestamp(epoch, tz=datetime.timezone.utc).isoformat(timespec='milliseconds')
 
 
 def _round(value):
     return None if value is None else round(value, 3)
 
 
-def _failed_section(result, where):
-    """The first of drain, stop, policy, verify that says C(ok: false), or None."""
-    for key in SECTIONS:
-        if _section(result, key, where).get('ok') is False:
-            return key
-    return None
+def _host_marks(name, marks):
+    """The batch's load-balancer results, and those naming this host: C(([result], [(result, server record)]))."""
+    results = []
+    found = []
+    for index, result in enumerate(_list(marks, '%s.marks' % name)):
+        result = _dict(result, '%s.marks[%d]' % (name, index))
+        results.append((index, result))
+        for server in _list(result.get('servers'), '%s.marks[%d].servers' % (name, index)):
+            if isinstance(server, Mapping) and server.get('host') == name:
+                found.append((result, server))
+    return results, found
 
 
-def _failure_message(result, section, where):
-    if section is None:
-        return None
-    data = _section(result, section, where)
-    if data.get('msg'):
-        return str(data['msg'])
-    failures = data.get('failures')
-    if _is_list(failures) and failures:
-        return '; '.join(str(failure) for failure in failures)
-    return None
-
-
-def _host_record(host, result, batch_of_host):
-    where = 'hosts_results[%r]' % host
-    if result is None:
-        result = {}
-    if not isinstance(result, Mapping):
-        _fail('%s must be the modelops_shutdown_result dict of the host, got %s' % (where, _describe(result)))
-    drain = _section(result, 'drain', where)
-    stop = _section(result, 'stop', where)
-    policy = _section(result, 'policy', where)
-    verify = _section(result, 'verify', where)
-    if verify.get('skipped'):
-        # For example {'skipped': 'check mode'}: nothing was verified.
-        verify = {}
-    restore = _section(result, 'restore', where)
-
-    batch = result.get('batch')
-    if batch is None:
-        batch = batch_of_host.get(host)
+def _host_record(name, data):
+    data = _dict(data, name)
+    batch_marks, marks = _host_marks(name, data.get('marks'))
+    record = _dict(data.get('record'), '%s.record' % name)
+    if record.get('skipped'):
+        record = {}  # the per-host call did not run for this host (a refused batch, a sequential halt)
+    put_back = [r for index, r in enumerate(_list(data.get('put_back'), '%s.put_back' % name))
+                if isinstance(r, Mapping) and not r.get('skipped')
+                and any(isinstance(s, Mapping) and s.get('host') == name
+                        for s in _list(r.get('servers'), '%s.put_back[%d].servers' % (name, index)))]
+    # The batch starts with its first mark, on whichever load balancer: every host of the batch holds the
+    # same marks (one registered loop over the load balancers), so they all get the same start.
+    mark_starts = [_epoch(r.get('started_at'), '%s.marks[%d].started_at' % (name, index)) for index, r in batch_marks]
+    mark_starts = [start for start in mark_starts if start is not None]
+    marked = [_epoch(r.get('marked_at'), '%s.marks.marked_at' % name) for r, dummy in marks if r.get('marked_at') is not None]
+    in_flight = [s.get('in_flight_at_mark') for dummy, s in marks
+                 if isinstance(s.get('in_flight_at_mark'), int) and not isinstance(s.get('in_flight_at_mark'), bool)]
+    drain = _dict(record.get('drain'), '%s.record.drain' % name)
+    stop = _dict(record.get('stop'), '%s.record.stop' % name)
+    verify = _dict(record.get('verify'), '%s.record.verify' % name)
+    timings = _dict(record.get('timings'), '%s.record.timings' % name)
+    gpu = _dict(verify.get('gpu'), '%s.record.verify.gpu' % name)
+    refused = [r for r, dummy in marks if r.get('failed')]
+    if refused and not record:
+        status, step = ('refused', 'budget') if refused[0].get('refused') else ('failed', 'mark')
+        msg = _text(refused[0].get('msg'), '%s.marks.msg' % name)
+    elif record.get('unreachable'):
+        status, step = 'failed', 'unreachable'
+        msg = _text(record.get('msg'), '%s.record.msg' % name) or 'the host became unreachable'
+    elif record:
+        status = _text(record.get('status'), '%s.record.status' % name) or ('failed' if record.get('failed') else 'unknown')
+        step, msg = record.get('failed_step'), _text(record.get('msg'), '%s.record.msg' % name)
+        if record.get('failed') and 'status' not in record:
+            step = 'connection'  # the module never returned its record: the connection to the host failed
+    elif marks:
+        status, step, msg = 'not_reached', None, 'marked on its load balancers, then not reached by the per-host call'
     else:
-        batch = _count(batch, where + '.batch')
-
-    failed_section = _failed_section(result, where)
-    status = str(result['status']) if result.get('status') else None
-    if not status:
-        if not result:
-            status = 'not_reached'
-        elif failed_section:
-            status = 'failed'
-        else:
-            status = 'unknown'
-    failed_step = result.get('failed_step')
-    if failed_step is None and status == 'failed':
-        failed_step = failed_section
-    msg = result.get('msg') or None
-    if not msg and status not in QUIET_STATUSES:
-        msg = _failure_message(result, failed_step if failed_step in SECTIONS else failed_section, where)
-    if result.get('restore_msg'):
-        msg = '%s; putting it back in service failed: %s' % (msg or 'failed', result['restore_msg'])
-    restored = result.get('restored')
-    if not isinstance(restored, bool):
-        restored = restore.get('ok') is True or status == 'restored'
-
-    drain_started = _iso(drain.get('started'), where + '.drain.started')
-    drain_finished = _iso(drain.get('finished'), where + '.drain.finished')
-    drain_waited = _number(drain.get('waited_seconds'), where + '.drain.waited_seconds')
-    drain_seconds = _seconds_between(_timestamp(drain_started, where + '.drain.started'),
-                                     _timestamp(drain_finished, where + '.drain.finished'))
-    if drain_seconds is None:
-        drain_seconds = drain_waited
-
-    units = stop.get('units') or []
-    if not _is_list(units):
-        _fail('%s.stop.units must be a list, got %s' % (where, _describe(units)))
-    classifications = {}
-    unit_seconds = []
-    for index, unit in enumerate(units):
-        unit_where = '%s.stop.units[%d]' % (where, index)
-        if not isinstance(unit, Mapping):
-            _fail('%s must be a dict, got %s' % (unit_where, _describe(unit)))
-        name = str(unit.get('unit') or 'unit %d' % index)
-        classifications[name] = unit.get('classification')
-        seconds = _number(unit.get('stop_seconds'), unit_where + '.stop_seconds')
-        if seconds is not None:
-            unit_seconds.append(seconds)
-    stop_seconds = max(unit_seconds) if unit_seconds else None
-
-    # The floor is what no orchestration can avoid: the requests in flight when the load balancers
-    # stopped sending (drain finished - marked), then the stop. Older records without 'marked'
-    # fall back to the in-flight wait alone.
-    drain_marked = _iso(drain.get('marked'), where + '.drain.marked')
-    in_flight_wait = _seconds_between(_timestamp(drain_marked, where + '.drain.marked'),
-                                      _timestamp(drain_finished, where + '.drain.finished'))
-    if in_flight_wait is None or not drain.get('waited', True):
-        in_flight_wait = drain_waited
-    floor = None
-    if in_flight_wait is not None or stop_seconds is not None:
-        floor = (in_flight_wait or 0.0) + (stop_seconds or 0.0)
-
-    gpu = verify.get('gpu') if isinstance(verify.get('gpu'), Mapping) else {}
-    gpu_released = None
-    if gpu.get('checked') and gpu.get('released') is not None:
-        gpu_released = bool(gpu['released'])
-    killed = gpu.get('killed') or []
-
-    incomplete = verify.get('incomplete') or []
-    if not _is_list(incomplete):
-        _fail('%s.verify.incomplete must be a list, got %s' % (where, _describe(incomplete)))
-    incomplete_ids = [task.get('id') if isinstance(task, Mapping) else task for task in incomplete]
-    incomplete_count = _count(verify.get('incomplete_count'), where + '.verify.incomplete_count')
-    if incomplete_count is None and verify:
-        incomplete_count = len(incomplete_ids)
-
+        status, step, msg = 'not_reached', None, ''
+    restored = any(not r.get('failed') for r in put_back)
+    if restored and status in ('failed', 'not_reached'):
+        msg = (msg + '; ' if msg else '') + 'put back into service'
+        if status == 'not_reached':
+            status = 'put_back'
     return {
-        'host': host,
-        'batch': batch,
+        'host': name,
         'status': status,
-        'failed_step': failed_step,
+        'failed_step': step,
         'msg': msg,
-        'drain_started': drain_started,
-        'drain_finished': drain_finished,
-        'drain_seconds': _round(drain_seconds),
-        'drain_waited_seconds': _round(drain_waited),
-        'in_flight_at_drain_start': _count(
-            drain.get('in_flight_at_mark', drain.get('in_flight_initial')),
-            where + ('.drain.in_flight_at_mark' if 'in_flight_at_mark' in drain else '.drain.in_flight_initial')),
-        'drained': drain.get('drained'),
-        'stop_classifications': classifications,
-        'stop_seconds': _round(stop_seconds),
-        'floor_seconds': _round(floor),
-        'gpu_released': gpu_released,
-        'gpu_killed': list(killed) if _is_list(killed) else [killed],
-        'incomplete_count': incomplete_count,
-        'incomplete_ids': incomplete_ids,
-        'policy_changed': policy.get('changed'),
-        'restored': restored,
+        'batch_started': min(mark_starts) if mark_starts else _epoch(record.get('started_at'), name + '.record.started_at'),
+        'marked': iso(max(marked)) if marked else None,
+        'marked_at': max(marked) if marked else None,
+        'load_balancers': [{'lb': r.get('lb'), 'previous_state': s.get('previous_state'), 'state': s.get('state'),
+                            'changed': s.get('changed')} for r, s in marks],
+        'in_flight_at_mark': sum(in_flight) if in_flight else None,
+        'drained': drain.get('drained') if drain else (True if record.get('already_down') else None),
+        'in_flight_initial': drain.get('in_flight_initial'),
+        'in_flight_final': drain.get('in_flight_final'),
+        'drained_at': iso(_epoch(drain.get('drained_at'), name + '.record.drain.drained_at')),
+        'drain_seconds': _number(timings.get('drain_seconds'), name + '.record.timings.drain_seconds'),
+        'stop_seconds': _number(timings.get('stop_seconds'), name + '.record.timings.stop_seconds'),
+        'floor_seconds': _number(timings.get('floor_seconds'), name + '.record.timings.floor_seconds'),
+        'started': iso(_epoch(record.get('started_at'), name + '.record.started_at')),
+        'finished': iso(_epoch(record.get('finished_at'), name + '.record.finished_at')),
+        'finished_at': _epoch(record.get('finished_at'), name + '.record.finished_at'),
+        'units': [{'unit': u.get('unit'), 'classification': u.get('classification'), 'stop_seconds': u.get('stop_seconds')}
+                  for u in _list(stop.get('units'), name + '.record.stop.units') if isinstance(u, Mapping)],
+        'policy_changed': _dict(record.get('policy'), name + '.record.policy').get('changed'),
+        'verify_ok': verify.get('ok'),
+        'verify_failures': _list(verify.get('failures'), name + '.record.verify.failures'),
+        'gpu_released': gpu.get('released') if gpu.get('checked') else None,
+        'gpu_killed': gpu.get('killed') or [],
+        'leftover_processes': len(_list(verify.get('leftover_processes'), name + '.record.verify.leftover_processes')),
+        # None is "no task log" (not checked, or none found), never 0.
+        'incomplete_count': _count(verify.get('incomplete_count'), name + '.record.verify.incomplete_count'),
+        'put_back': restored,
     }
 
 
-def _batches_input(batches):
-    if batches is None:
-        return []
-    if not _is_list(batches):
-        _fail('batches must be a list of {number, hosts, started, finished} dicts, got %s' % _describe(batches))
-    checked = []
-    for index, batch in enumerate(batches):
-        where = 'batches[%d]' % index
-        if not isinstance(batch, Mapping):
-            _fail('%s must be a dict with number, hosts, started, finished, got %s' % (where, _describe(batch)))
-        number = _count(batch.get('number', index + 1), where + '.number')
-        hosts = batch.get('hosts') or []
-        if isinstance(hosts, str) or not _is_list(hosts):
-            _fail('%s.hosts must be a list of host names, got %s' % (where, _describe(hosts)))
-        checked.append((number, [str(host) for host in hosts], batch.get('started'), batch.get('finished'), where))
-    return checked
-
-
-def _batch_record(number, hosts, started, finished, where, records):
-    names = list(hosts) + sorted(r['host'] for r in records if r['batch'] == number and r['host'] not in hosts)
-    floors = [r['floor_seconds'] for r in records if r['host'] in names and r['floor_seconds'] is not None]
-    floor = max(floors) if floors else 0.0
-    duration = _seconds_between(_timestamp(started, where + '.started'), _timestamp(finished, where + '.finished'))
-    return {
-        'number': number,
-        'hosts': names,
-        'started': _iso(started, where + '.started'),
-        'finished': _iso(finished, where + '.finished'),
-        'duration_seconds': duration,
-        'floor_seconds': _round(floor),
-        'overhead_seconds': None if duration is None else _round(duration - floor),
-    }
-
-
-def rollout_report(hosts_results, batches=None, mode='run', started=None, finished=None, halted=False,
-                   halt_reason=None):
-    """Build the rollout report data from C({host: modelops_shutdown_result}) and the batches."""
-    if hosts_results is None:
-        hosts_results = {}
-    if not isinstance(hosts_results, Mapping):
-        _fail('expected a dict {inventory_hostname: modelops_shutdown_result}, got %s' % _describe(hosts_results))
+def rollout_report(hosts, mode='run', halted=False, halt_reason='', finished_at=None):
+    """Build the record: per host, per batch (grouped by their mark), totals."""
     if mode not in MODES:
-        _fail('mode must be one of %s, got %s' % (', '.join(MODES), _describe(mode)))
-    if not isinstance(halted, bool):
-        _fail('halted must be true or false, got %s' % _describe(halted))
-    if halt_reason is not None and not isinstance(halt_reason, str):
-        _fail('halt_reason must be a string, got %s' % _describe(halt_reason))
-
-    batch_list = _batches_input(batches)
-    batch_of_host = {}
-    for entry in batch_list:
-        for host in entry[1]:
-            batch_of_host.setdefault(host, entry[0])
-
-    names = list(hosts_results)
-    names += [host for host in batch_of_host if host not in hosts_results]
-    records = [_host_record(str(host), hosts_results.get(host), batch_of_host) for host in names]
-    records.sort(key=lambda r: (r['batch'] is None, r['batch'] or 0, r['host']))
-
-    if not batch_list:
-        # No batch list given: one batch per number the hosts carry, without times.
-        numbers = sorted(set(r['batch'] for r in records if r['batch'] is not None))
-        batch_list = [(number, [], None, None, 'batch %d' % number) for number in numbers]
-    batch_records = [_batch_record(number, hosts, b_started, b_finished, where, records)
-                     for number, hosts, b_started, b_finished, where in sorted(batch_list, key=lambda b: b[0])]
-
-    started_iso = _iso(started, 'started')
-    finished_iso = _iso(finished, 'finished')
-    duration = _seconds_between(_timestamp(started, 'started'), _timestamp(finished, 'finished'))
-    if duration is None and batch_records and all(b['duration_seconds'] is not None for b in batch_records):
-        duration = _round(sum(b['duration_seconds'] for b in batch_records))
-    floor_sum = _round(sum(b['floor_seconds'] for b in batch_records))
-
+        _fail('mode must be one of %s, got %r' % (', '.join(MODES), mode))
+    hosts = _dict(hosts, 'the input')
+    for name in hosts:
+        if not isinstance(name, str):
+            _fail('the input must map inventory host names (strings) to results, got the key %r' % (name,))
+    records = [_host_record(name, hosts[name]) for name in hosts]
+    by_start = {}
+    for record in records:
+        if record['batch_started'] is not None:
+            by_start.setdefault(record['batch_started'], []).append(record)
+    starts = sorted(by_start)
+    ends = [max([r['finished_at'] for r in by_start[s] if r['finished_at'] is not None] or [s]) for s in starts]
+    run_end = _epoch(finished_at, 'finished_at') or (max(ends) if ends else None)
+    batches = []
+    for number, start in enumerate(starts, 1):
+        members = by_start[start]
+        for record in members:
+            record['batch'] = number
+        floors = [r['floor_seconds'] for r in members if isinstance(r['floor_seconds'], (int, float))]
+        # A batch lasts until the next one starts (its Ansible overhead included); the last, until the run ends.
+        end = starts[number] if number < len(starts) else max(run_end or start, ends[number - 1])
+        duration = end - start
+        floor = max(floors) if floors else None
+        batches.append({
+            'number': number,
+            'hosts': [r['host'] for r in members],
+            'started': iso(start),
+            'finished': iso(end),
+            'modules_finished': iso(ends[number - 1]),
+            'duration_seconds': _round(duration),
+            'floor_seconds': _round(floor),
+            'overhead_seconds': _round(duration - floor) if floor is not None else None,
+        })
+    for record in records:
+        record.setdefault('batch', None)
+        for key in ('batch_started', 'marked_at', 'finished_at'):
+            record.pop(key)
     by_status = {}
     for record in records:
         by_status[record['status']] = by_status.get(record['status'], 0) + 1
-    totals = {'hosts': len(records)}
-    for status in STATUSES:
-        totals[status] = by_status.get(status, 0)
+    duration = (run_end - starts[0]) if starts and run_end is not None else None
+    floor_sum = sum(b['floor_seconds'] or 0.0 for b in batches)
+    totals = dict((status, by_status.get(status, 0)) for status in STATUSES)
     totals.update({
-        'by_status': dict(sorted(by_status.items())),
-        'in_flight_at_start_total': sum(r['in_flight_at_drain_start'] or 0 for r in records),
+        'hosts': len(records),
+        'by_status': by_status,
+        'in_flight_at_mark_total': sum(r['in_flight_at_mark'] or 0 for r in records),
         'incomplete_total': sum(r['incomplete_count'] or 0 for r in records),
-        'gpu_not_released': sum(1 for r in records if r['gpu_released'] is False),
-        'duration_seconds': duration,
-        'floor_seconds_sum': floor_sum,
-        'ratio': round(duration / floor_sum, 3) if duration is not None and floor_sum else None,
+        'no_task_log': len([r for r in records if r['incomplete_count'] is None and r['status'] == 'done']),
+        'gpu_not_released': len([r for r in records if r['gpu_released'] is False]),
+        'duration_seconds': _round(duration),
+        'floor_seconds_sum': _round(floor_sum) if batches else None,
+        'ratio': round(duration / floor_sum, 2) if duration and floor_sum else None,
     })
-
     return {
+        'run_id': datetime.datetime.fromtimestamp(starts[0], tz=datetime.timezone.utc).strftime('%Y%m%dT%H%M%SZ')
+        if starts else 'no-batch',
         'mode': mode,
-        'started': started_iso,
-        'finished': finished_iso,
-        'halted': halted,
-        'halt_reason': halt_reason,
-        'hosts': records,
-        'batches': batch_records,
+        'started': iso(starts[0]) if starts else None,
+        'finished': iso(run_end),
+        'halted': bool(halted),
+        'halt_reason': halt_reason or '',
+        'batches': batches,
+        'hosts': sorted(records, key=lambda r: (r['batch'] is None, r['batch'] or 0, r['host'])),
         'totals': totals,
     }
 
@@ -348,6 +258,4 @@ class FilterModule(object):
     """modelops.shutdown rollout report filter."""
 
     def filters(self):
-        return {
-            'rollout_report': rollout_report,
-        }
+        return {'rollout_report': rollout_report}

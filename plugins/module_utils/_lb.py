@@ -18,7 +18,7 @@ import time
 
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
 
@@ -74,6 +74,49 @@ class Adapter(object):
     def in_flight(self):
         """Requests or sessions still in flight on this instance, or C(None) when the kind cannot tell."""
         return None
+
+
+def adapter_specs():
+    """Argument specs of the four adapter options (C(haproxy), C(consul), C(http), C(file)), shared by every
+    module that addresses one instance on a load balancer or registry."""
+    return dict(
+        haproxy=runtime_api_spec(server=True),
+        consul=dict(
+            type='dict',
+            options=dict(
+                url=dict(type='str', default='http://127.0.0.1:8500'),
+                service_id=dict(type='str', required=True),
+                token=dict(type='str', no_log=True),
+                reason=dict(type='str'),
+                validate_certs=dict(type='bool', default=True),
+                ca_path=dict(type='path'),
+                timeout=dict(type='float', default=10.0),
+            ),
+        ),
+        http=dict(
+            type='dict',
+            options=dict(
+                url=dict(type='str', required=True),
+                state_url=dict(type='str'),
+                method=dict(type='str', default='POST', choices=['POST', 'PUT', 'PATCH']),
+                body=dict(type='str'),
+                headers=dict(type='dict', default={}),
+                token=dict(type='str', no_log=True),
+                validate_certs=dict(type='bool', default=True),
+                ca_path=dict(type='path'),
+                timeout=dict(type='float', default=10.0),
+                state_key=dict(type='str', default='state', no_log=False),
+            ),
+        ),
+        file=dict(
+            type='dict',
+            options=dict(
+                path=dict(type='path', required=True),
+                reason=dict(type='str'),
+                create_parent=dict(type='bool', default=False),
+            ),
+        ),
+    )
 
 
 def make_adapter(kind, params):

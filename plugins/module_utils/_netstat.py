@@ -25,6 +25,7 @@ TCP_STATES = {
     '0C': 'NEW_SYN_RECV',
 }
 ESTABLISHED = '01'
+LISTEN = '0A'
 
 
 class NetstatError(Exception):
@@ -148,8 +149,8 @@ def count_established(entries, port, exclude=None):
     return counted, excluded
 
 
-def read_established(port, exclude=None, paths=PROC_NET_TCP, byteorder=None):
-    """Read the C(paths) and count established connections to local C(port).
+def read_entries(paths=PROC_NET_TCP, byteorder=None):
+    """Read and parse the C(paths) (C(/proc/net/tcp) and C(tcp6)); return every entry.
 
     Missing files are skipped (C(/proc/net/tcp6) is absent when IPv6 is disabled); if none can be
     read, or one cannot be parsed, C(NetstatError) says which and why.
@@ -171,4 +172,16 @@ def read_established(port, exclude=None, paths=PROC_NET_TCP, byteorder=None):
             raise NetstatError('%s is not in the expected /proc/net/tcp format: %s' % (path, to_text(exc)))
     if not read_any:
         raise NetstatError('none of %s exists: the connections source needs Linux with /proc mounted' % ', '.join(paths))
-    return count_established(entries, port, exclude)
+    return entries
+
+
+def read_established(port, exclude=None, paths=PROC_NET_TCP, byteorder=None):
+    """Read the C(paths) and count established connections to local C(port) (see C(read_entries))."""
+    return count_established(read_entries(paths, byteorder), port, exclude)
+
+
+def listening(ports, paths=PROC_NET_TCP, byteorder=None):
+    """The sorted subset of C(ports) some socket on this host still listens on (state LISTEN)."""
+    wanted = set(ports)
+    return sorted(set(entry['local_port'] for entry in read_entries(paths, byteorder)
+                      if entry['state'] == LISTEN and entry['local_port'] in wanted))

@@ -23,15 +23,17 @@ class PollResult(object):
 
 
 def poll_until(probe, done, timeout, interval, quiet_period=0.0, max_samples=50,
-               clock=time.monotonic, sleep=time.sleep):
+               clock=time.monotonic, sleep=time.sleep, started=None):
     """Call C(probe()) every C(interval) seconds until C(done(value)) has held for C(quiet_period).
 
-    The deadline is C(timeout) seconds after the first probe. Exceptions from C(probe) propagate:
+    The deadline is C(timeout) seconds after C(started) (a C(clock()) reading, possibly in the past),
+    by default the start of the first probe; sample times and C(waited_seconds) count from the same
+    moment. The first probe always runs, even when the deadline has passed. Exceptions from C(probe) propagate:
     the caller turns them into a clear failure. Samples are kept as
     C({'t': seconds_since_start, 'value': value}); once C(max_samples) is reached the middle ones
     are dropped (the first and the latest are the most useful) and counted.
     """
-    start = clock()
+    start = clock() if started is None else started
     deadline = start + timeout
     samples = []
     dropped = 0

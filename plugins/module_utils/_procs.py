@@ -2,7 +2,8 @@
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Process and cgroup helpers read from C(/proc). Linux only; stdlib only.
 
-Private to this collection. Every function takes C(proc_root) (default C(PROC_ROOT), read at call time) so tests can point it at a copy.
+Private to this collection. C(check_units()) is the work of the C(unit_processes) module.
+Every function that reads C(/proc) takes C(proc_root) (default C(PROC_ROOT), read at call time) so tests can point it at a copy.
 
 A process belongs to a systemd unit when its cgroup path, in the hierarchy systemd tracks processes
 with, has the unit's name as a path component. That covers:
@@ -143,3 +144,46 @@ def kill_in_unit(pid, unit, proc_root=None, sig=signal.SIGKILL, kill=None):
             return 'gone'
         raise
     return 'killed'
+
+
+# ------------------------------------------------------------------------------------- units
+
+def unit_name(name):
+    """C(name) with C(.service) appended when it has no C(.) at all (C(my.app) stays as it is)."""
+    return name if '.' in name else name + '.service'
+
+
+def read_units(units, proc_root=None):
+    """One C({unit, processes}) record per unit, in order; each process is C({pid, name, cmdline}).
+
+    Processes that exit while they are read are left out.
+    """
+    records = []
+    for unit in units:
+        processes = []
+        for pid in unit_pids(unit, proc_root):
+            info = process_info(pid, proc_root)
+            if info['comm'] is None and info['cmdline'] is None:
+                continue  # it exited while we looked
+            processes.append({'pid': pid, 'name': process_name(pid, proc_root) or info['comm'], 'cmdline': info['cmdline']})
+        records.append({'unit': unit, 'processes': processes})
+    return records
+
+
+def check_units(units, expect_empty, proc_root=None):
+    """The C(unit_processes) module's work: return C((result, failure_msg)).
+
+    C(units) are names as the user gave them (normalized with C(unit_name())). C(result) is
+    C({changed: False, units: read_units(...), empty, count}); C(failure_msg) is None, or, when
+    C(expect_empty) and a process is left, the message naming each one (not put in C(result)).
+    """
+    records = read_units([unit_name(name) for name in units], proc_root)
+    count = sum(len(record['processes']) for record in records)
+    result = dict(changed=False, units=records, empty=count == 0, count=count)
+    if not (count and expect_empty):
+        return result, None
+    left = '; '.join('%s: %s' % (record['unit'], ', '.join('PID %s (%s)' % (p['pid'], p['name']) for p in record['processes']))
+                     for record in records if record['processes'])
+    return result, ('%d process(es) are still running in the cgroups of stopped units (%s). '
+                    'Find out why they outlived the stop (KillMode=process? a detached worker?) and stop '
+                    'or kill them.' % (count, left))

@@ -267,9 +267,18 @@ def unit_record(props):
     }
 
 
+def unit_args(unit):
+    """C(unit) as the last arguments of a systemctl command: after C(--) when it starts with C(-) (C(-.mount)),
+    so it is never read as an option. Other names are passed as they are."""
+    return ['--', unit] if unit.startswith('-') else [unit]
+
+
 def show_argv(systemctl, unit, properties=SHOW_PROPERTIES):
     """The argv of C(systemctl show) for one unit and the properties this collection reads."""
-    return [systemctl, 'show', unit, '--no-pager', '--property=%s' % ','.join(properties)]
+    options = ['--no-pager', '--property=%s' % ','.join(properties)]
+    if unit.startswith('-'):
+        return [systemctl, 'show'] + options + unit_args(unit)
+    return [systemctl, 'show', unit] + options
 
 
 # ------------------------------------------------------------------------------------- commands
@@ -310,13 +319,13 @@ class Systemctl(object):
             raise SystemctlError(str(exc))
 
     def stop(self, unit):
-        return self._call(['stop', unit], unit, 'Stopping')
+        return self._call(['stop'] + unit_args(unit), unit, 'Stopping')
 
     def disable(self, unit, runtime=False):
-        return self._call(['disable'] + (['--runtime'] if runtime else []) + [unit], unit, 'Disabling')
+        return self._call(['disable'] + (['--runtime'] if runtime else []) + unit_args(unit), unit, 'Disabling')
 
     def mask(self, unit, runtime=False):
-        return self._call(['mask'] + (['--runtime'] if runtime else []) + [unit], unit, 'Masking')
+        return self._call(['mask'] + (['--runtime'] if runtime else []) + unit_args(unit), unit, 'Masking')
 
     def daemon_reload(self, unit=''):
         return self._call(['daemon-reload'], unit or 'the systemd manager', 'daemon-reload for')

@@ -389,3 +389,141 @@ def _send(url, method, body, token, headers, validate_certs, ca_path, timeout):
         return {'status': resp.status, 'ok': True, 'error': None}
     return {'status': resp.status, 'ok': False,
             'error': '%s %s returned HTTP %s: %s' % (method, url, resp.status, resp.body[:200])}
+
+
+# -------------------------------------------------------------------- the task_log_reconcile workflow
+
+def argument_spec():
+    """The options of C(task_log_reconcile)."""
+    return dict(
+        paths=dict(type='list', elements='path', required=True),
+        missing_ok=dict(type='bool', default=False),
+        id_key=dict(type='str', default='id', no_log=False),
+        event_key=dict(type='str', default='event', no_log=False),
+        started_value=dict(type='str', default='started'),
+        completed_value=dict(type='str', default='completed'),
+        ended_values=dict(type='list', elements='str', default=['aborted']),
+        time_key=dict(type='str', default='ts', no_log=False),
+        since=dict(type='float'),
+        max_listed=dict(type='int', default=1000),
+        max_malformed=dict(type='int', default=0),
+        fail_on_malformed=dict(type='bool', default=False),
+        resubmit=dict(
+            type='dict',
+            options=dict(
+                url=dict(type='str', required=True),
+                method=dict(type='str', default='POST', choices=['POST', 'PUT']),
+                token=dict(type='str', no_log=True),
+                headers=dict(type='dict', default={}),
+                validate_certs=dict(type='bool', default=True),
+                ca_path=dict(type='path'),
+                timeout=dict(type='float', default=30.0),
+                batch=dict(type='bool', default=True),
+                on_error=dict(type='str', default='fail', choices=['fail', 'warn']),
+            ),
+        ),
+    )
+
+
+def _with_defaults(spec, params):
+    """C(params) with every option of C(spec) present (missing ones at their default), suboptions too."""
+    full = dict((name, option.get('default')) for name, option in spec.items())
+    full.update(params or {})
+    for name, option in spec.items():
+        if option.get('options') and isinstance(full[name], dict):
+            full[name] = _with_defaults(option['options'], full[name])
+    return full
+
+
+def _empty_result():
+    return {'changed': False, 'incomplete': [], 'incomplete_count': 0, 'truncated': False, 'started_count': 0,
+            'completed_count': 0, 'ended_count': 0, 'unmatched_count': 0, 'started_before_since': 0,
+            'other_events': 0, 'malformed_lines': 0, 'malformed_samples': [], 'paths': [],
+            'would_resubmit': 0, 'resubmitted': []}
+
+
+def _unique(paths):
+    seen = set()
+    found = []
+    for path in paths:
+        key = path.rstrip('/') or path
+        if key not in seen:
+            seen.add(key)
+            found.append(path)
+    return found
+
+
+def _describe_malformed(result):
+    where = ', '.join('%s:%s (%s)' % (s['path'], s['line'], s['reason']) for s in result['malformed_samples'][:3])
+    more = '' if result['malformed_lines'] <= 3 else ', ...'
+    return '%d malformed line(s) in the task logs: %s%s' % (result['malformed_lines'], where, more)
+
+
+def reconcile(params, check_mode=False, warn=None):
+    """Do what C(task_log_reconcile) does with C(params) (its options, defaulted as its argument spec does).
+
+    Returns C((result, failure_msg)): C(result) is what the module returns (it has no C(msg));
+    C(failure_msg) is C(None) when the module would succeed, else the message it fails with.
+    C(warn(msg)) receives the warnings (ignored when C(None)).
+    """
+    warn = warn or (lambda msg: None)
+    params = _with_defaults(argument_spec(), params)
+    result = _empty_result()
+
+    for name in ('max_listed', 'max_malformed'):
+        if params[name] < 0:
+            return result, '%s must be 0 or more, got %d' % (name, params[name])
+    paths = _unique([p for p in params['paths'] or () if p])
+    if not paths:
+        return result, 'paths must name at least one task log file'
+    log_format = LogFormat(id_key=params['id_key'], event_key=params['event_key'], time_key=params['time_key'],
+                           started_value=params['started_value'], completed_value=params['completed_value'],
+                           ended_values=params['ended_values'])
+    problems = log_format.problems()
+    if problems:
+        return result, 'invalid log format: %s' % '; '.join(problems)
+
+    reconciler = Reconciler(log_format, since=params['since'])
+    try:
+        for path in paths:
+            reconciler.read_path(path, missing_ok=params['missing_ok'])
+    except TaskLogError as exc:
+        result.update(reconciler.summary(params['max_listed']))
+        return result, str(exc)
+    result.update(reconciler.summary(params['max_listed']))
+
+    if result['malformed_lines'] > params['max_malformed']:
+        message = _describe_malformed(result)
+        if params['fail_on_malformed']:
+            return result, ('%s; more than max_malformed=%d%s. Fix or rotate the log, check the format options, '
+                            'or raise max_malformed' % (message, params['max_malformed'],
+                                                        ', so nothing was resubmitted' if params['resubmit'] else ''))
+        warn('%s (more than max_malformed=%d); they were skipped' % (message, params['max_malformed']))
+
+    options = params['resubmit']
+    if options is None or not result['incomplete_count']:
+        return result, None
+
+    result['would_resubmit'] = result['incomplete_count']
+    if check_mode:
+        result['changed'] = True
+        return result, None
+
+    outcomes = resubmit(reconciler.incomplete(), options['url'], method=options['method'], token=options['token'],
+                        headers=options['headers'], validate_certs=options['validate_certs'],
+                        ca_path=options['ca_path'], timeout=options['timeout'], batch=options['batch'],
+                        stop_on_error=options['on_error'] == 'fail')
+    result['resubmitted'] = outcomes
+    result['changed'] = any(o['ok'] for o in outcomes)
+    failed = [o for o in outcomes if not o['ok']]
+    if failed:
+        sent_ok = sum(o['count'] for o in outcomes if o['ok'])
+        not_sent = result['incomplete_count'] - sum(o['count'] for o in outcomes)
+        message = ('resubmission to %s failed for %d of %d request(s), %d accepted, %d not sent; first failure: %s. '
+                   'Check the endpoint (and resubmit.token), then rerun' % (
+                       options['url'], sum(o['count'] for o in failed), result['incomplete_count'], sent_ok, not_sent,
+                       failed[0]['error']))
+        if options['on_error'] == 'fail':
+            return result, message
+        warn(message)
+    return result, None

@@ -119,6 +119,8 @@ options:
     type: bool
     default: false
 notes:
+  - Each C(nvidia-smi) and C(rocm-smi) command gets 60 seconds, enforced with C(timeout) (coreutils) when it is
+    on the PATH; one that takes longer fails the task with RV(error_kind=tool_timeout).
   - Processes are counted per GPU tool. V(nvidia-smi) and V(nvml) list compute processes only, so
     graphics clients (an X server) do not count; under CUDA MPS the MPS server is the holder.
   - On GPUs in MIG mode, nvidia-smi reports the parent GPU's UUID for each process; a MIG device UUID,
@@ -304,10 +306,20 @@ error_kind:
   description:
     - Why a GPU tool could not be used, when that is what failed the task. For example V(driver_not_loaded)
       (nvidia-smi rc 9), V(library_not_found) (rc 12), V(gpu_lost) (rc 15), V(permission) (rc 4),
-      V(unparseable), V(tool_missing).
+      V(unparseable), V(tool_missing), V(tool_timeout) (the tool did not finish in time).
   returned: when a GPU tool failed
   type: str
   sample: driver_not_loaded
+started_at:
+  description: When the check started, in epoch seconds (wall clock, 3 decimals).
+  returned: always
+  type: float
+  sample: 1714564800.25
+finished_at:
+  description: When the check finished, in epoch seconds (wall clock, 3 decimals).
+  returned: always
+  type: float
+  sample: 1714564804.271
 msg:
   description: What was found, or why the GPUs are not released and what to do.
   returned: always
@@ -315,192 +327,22 @@ msg:
   sample: GPUs released on gpu-host-3 after 4.0s (1 GPU checked)
 '''
 
-import os
-import re
-import socket
-
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
-from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
-from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
-from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
-
-
-def _exec_main_pid(module, unit):
-    """The unit's last main PID (C(ExecMainPID)), with its active state; C((None, None)) if unknown."""
-    systemctl = module.get_bin_path('systemctl')
-    if not systemctl:
-        return None, None
-    try:
-        props = _systemd.Systemctl(module.run_command, systemctl).show(unit)
-    except _systemd.SystemctlError as exc:
-        module.warn('Could not read the last main PID of %s: %s' % (unit, exc))
-        return None, None
-    if props.get('LoadState') == 'not-found':
-        module.warn('Unit %s is not loaded (LoadState=not-found); only processes still in a cgroup of that name count' % unit)
-    pid = _systemd.unit_record(props)['exec_main_pid']
-    return pid, props.get('ActiveState')
-
-
-def _make_query(module, backend):
-    run = module.run_command
-    if backend == 'nvidia-smi':
-        path = module.params['nvidia_smi_path'] or module.get_bin_path('nvidia-smi')
-        if not path:
-            raise _gpu.GpuError('nvidia-smi is not on the PATH; set nvidia_smi_path, or choose another backend', kind='tool_missing')
-        return lambda: _gpu.query_nvidia_smi(run, path)
-    if backend == 'rocm-smi':
-        path = module.params['rocm_smi_path'] or module.get_bin_path('rocm-smi')
-        if not path:
-            raise _gpu.GpuError('rocm-smi is not on the PATH; set rocm_smi_path, or choose another backend', kind='tool_missing')
-        return lambda: _gpu.query_rocm_smi(run, path)
-    if backend == 'nvml':
-        nvml = _gpu.import_pynvml()
-        return lambda: _gpu.query_nvml(nvml)
-    return lambda: _gpu.query_proc(skip_pids=(os.getpid(),))
+from ansible_collections.modelops.shutdown.plugins.module_utils._gpu_check import (
+    MODULE_KWARGS,
+    GpuReleaseChecker,
+    argument_spec,
+)
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            backend=dict(type='str', default='auto', choices=['auto'] + list(_gpu.BACKENDS)),
-            nvidia_smi_path=dict(type='path'),
-            rocm_smi_path=dict(type='path'),
-            pids=dict(type='list', elements='int'),
-            unit=dict(type='str'),
-            process_name=dict(type='str'),
-            gpus=dict(type='list', elements='str'),
-            no_processes=dict(type='bool', default=True),
-            max_memory_used_mib=dict(type='int'),
-            timeout=dict(type='float', default=30),
-            poll_interval=dict(type='float', default=1),
-            kill_orphans=dict(type='bool', default=False),
-        ),
-        required_if=[
-            ('kill_orphans', True, ('unit',)),
-            ('no_processes', False, ('max_memory_used_mib',)),
-        ],
-        supports_check_mode=True,
-    )
-    params = module.params
-    host = socket.gethostname()
-    result = dict(changed=False, released=False, gpus=[], holders=[], killed=[], unreadable_pids=[],
-                  backend=None, waited_seconds=0.0, msg='')
-
-    if params['timeout'] < 0:
-        result['msg'] = 'timeout must be 0 or more seconds, got %s' % params['timeout']
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **MODULE_KWARGS)
+    checker = GpuReleaseChecker(module.run_command, module.get_bin_path, module.check_mode, module.warn)
+    result, failure_msg = checker.run(module.params)
+    if failure_msg is not None:
         module.fail_json(**result)
-    if params['poll_interval'] <= 0:
-        result['msg'] = 'poll_interval must be more than 0 seconds, got %s' % params['poll_interval']
-        module.fail_json(**result)
-    if params['max_memory_used_mib'] is not None and params['max_memory_used_mib'] < 0:
-        result['msg'] = 'max_memory_used_mib must be 0 or more, got %s' % params['max_memory_used_mib']
-        module.fail_json(**result)
-    name_regex = None
-    if params['process_name']:
-        try:
-            name_regex = re.compile(params['process_name'])
-        except re.error as exc:
-            result['msg'] = 'process_name %r is not a valid regular expression: %s' % (params['process_name'], exc)
-            module.fail_json(**result)
-
-    unit = _systemd.normalize_unit_name(params['unit']) if params['unit'] else None
-    exec_main_pid, unit_active = _exec_main_pid(module, unit) if unit else (None, None)
-
-    requested = params['backend']
-    if requested == 'auto' and params['nvidia_smi_path']:
-        requested = 'nvidia-smi'
-    elif requested == 'auto' and params['rocm_smi_path']:
-        requested = 'rocm-smi'
-    backend = _gpu.choose_backend(requested, module.get_bin_path, _gpu.import_pynvml() if requested == 'auto' else None)
-    result['backend'] = backend
-
-    holder_filter = _gpu.HolderFilter(pids=params['pids'], unit=unit, exec_main_pid=exec_main_pid,
-                                      name_regex=name_regex, gpus=params['gpus'])
-
-    def probe():
-        return _gpu.evaluate(query(), holder_filter, params['no_processes'], params['max_memory_used_mib'])
-
-    def done(value):
-        # A GPU filter naming a GPU that is not there will not fix itself: stop waiting.
-        return value['ok'] or bool(value['missing_gpus'])
-
-    try:
-        query = _make_query(module, backend)
-        polled = poll_until(probe, done, params['timeout'], params['poll_interval'])
-    except _gpu.GpuError as exc:
-        result['msg'] = 'GPU check on %s failed (backend %s): %s' % (host, backend, exc)
-        module.fail_json(error_kind=exc.kind, **result)
-    waited = polled.waited_seconds
-    last = polled.last_value
-
-    def fill(value):
-        result.update(gpus=value['gpus'], holders=value['holders'], unreadable_pids=value['unreadable_pids'],
-                      waited_seconds=round(waited, 3))
-
-    fill(last)
-    if not last['all_gpus'] and not last['holders']:
-        result['released'] = True
-        result['unreadable_pids'] = []
-        result['msg'] = 'No GPU found on %s (backend %s)%s' % (host, backend, ': %s' % last['message'] if last['message'] else '')
-        module.exit_json(**result)
-
-    if last['missing_gpus']:
-        result['msg'] = ('GPU(s) %s given in gpus are not on %s (present: %s). What to do: fix the gpus option'
-                         % (', '.join(last['missing_gpus']), host,
-                            ', '.join('%s (%s)' % (g['index'], g['uuid'] or g['name']) for g in last['all_gpus'])))
-        module.fail_json(**result)
-
-    if polled.satisfied:
-        result['released'] = True
-        result['msg'] = 'GPUs released on %s after %.1fs (%d GPU%s checked)' % (
-            host, waited, len(last['gpus']), '' if len(last['gpus']) == 1 else 's')
-        module.exit_json(**result)
-
-    killed = []
-    if params['kill_orphans']:
-        pids = sorted(set(h['pid'] for h in last['holders'] if h.get('unit')))
-        if pids and module.check_mode:
-            result.update(killed=pids, changed=True)
-            remaining = [h for h in last['holders'] if not h.get('unit')]
-            if not remaining and not last['over_memory'] and not last['unreadable_pids']:
-                result['msg'] = ('Check mode: would send SIGKILL to PIDs %s left over in unit %s on %s, then check again'
-                                 % (', '.join(str(p) for p in pids), unit, host))
-                module.exit_json(**result)
-        elif pids:
-            for pid in pids:
-                try:
-                    outcome = _procs.kill_in_unit(pid, unit)
-                except OSError as exc:
-                    result.update(killed=killed, changed=bool(killed))
-                    result['msg'] = ('Could not SIGKILL PID %s of unit %s on %s: %s. What to do: run the task with become: true'
-                                     % (pid, unit, host, exc))
-                    module.fail_json(**result)
-                if outcome == 'killed':
-                    killed.append(pid)
-            result.update(killed=killed, changed=bool(killed))
-            try:
-                again = poll_until(probe, done, params['timeout'], params['poll_interval'])
-            except _gpu.GpuError as exc:
-                result['msg'] = 'GPU check on %s failed after killing PIDs %s (backend %s): %s' % (host, killed, backend, exc)
-                module.fail_json(error_kind=exc.kind, **result)
-            waited += again.waited_seconds
-            last = again.last_value
-            fill(last)
-            if again.satisfied:
-                result['released'] = True
-                result['msg'] = 'GPUs released on %s after SIGKILL of PIDs %s left over in unit %s (%.1fs)' % (
-                    host, ', '.join(str(p) for p in killed), unit, waited)
-                module.exit_json(**result)
-
-    why = _gpu.describe_blockers(last, params['max_memory_used_mib'], unit, params['kill_orphans'])
-    msg = 'GPUs on %s not released after %.1fs (backend %s)%s: %s' % (
-        host, waited, backend, ', even after SIGKILL of PIDs %s' % ', '.join(str(p) for p in killed) if killed else '', why)
-    if unit and unit_active in _systemd.ACTIVE_STATES:
-        msg += '. Note: unit %s was still %s; stop it first (modelops.shutdown.unit_stop)' % (unit, unit_active)
-    result['msg'] = msg
-    module.fail_json(**result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

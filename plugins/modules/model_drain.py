@@ -172,9 +172,20 @@ options:
         default: []
   timeout:
     description:
-      - Deadline in seconds, counted from the first read. The last read happens at the deadline.
+      - Deadline in seconds, counted from the first read, or from O(since) when given. The last read happens at the
+        deadline; the first read happens even when the deadline has already passed.
     type: float
     default: 300
+  since:
+    description:
+      - Wall-clock time, in seconds since the epoch (as Python's C(time.time()) gives it), at which the wait's clock
+        started, for example the moment the load balancers stopped sending requests to the instance.
+      - With it, the deadline is O(since) plus O(timeout), RV(started_at) is O(since), and RV(waited_seconds) and the
+        times in RV(samples) count from O(since) instead of from the first read. So O(timeout) is the time the instance
+        gets to finish its requests, however long the tasks between the mark and this one took.
+      - A time more than 1 second ahead of the clock of the host that waits (clock skew) is taken as now, with a warning.
+      - By default the clock starts at the first read.
+    type: float
   poll_interval:
     description:
       - Seconds between reads. The module notices the last request finishing within about this time. At least V(0.1).
@@ -253,6 +264,18 @@ EXAMPLES = r'''
     poll_interval: 0.2
     on_timeout: proceed
 
+- name: Note when the load balancer stopped sending requests to the instance
+  ansible.builtin.set_fact:
+    lb_marked_at: "{{ now().timestamp() }}"
+
+- name: Give the instance 120 seconds from that moment, not from the start of this task
+  modelops.shutdown.model_drain:
+    metrics:
+      url: http://127.0.0.1:8000/metrics
+      preset: vllm
+    since: "{{ lb_marked_at }}"
+    timeout: 120
+
 - name: Generic metric names, behind a bearer token
   modelops.shutdown.model_drain:
     metrics:
@@ -296,16 +319,26 @@ in_flight_final:
   sample: 0
 waited_seconds:
   description:
-    - Seconds from the start of the first read to the end of the last one.
-    - In check mode, how long the one read took.
+    - Seconds from the start of the first read (or from O(since) when given) to the end of the last one.
+    - In check mode, how long the one read took (or the time from O(since) to its end).
   returned: always
   type: float
   sample: 12.514
 started_at:
-  description: Wall-clock time (seconds since the epoch) of the first read, to line up with server and load-balancer logs.
+  description:
+    - Wall-clock time (seconds since the epoch) of the first read, to line up with server and load-balancer logs.
+    - O(since) when given (now when O(since) was ahead of the clock).
   returned: always
   type: float
   sample: 1764374400.125
+drained_at:
+  description:
+    - Wall-clock time (seconds since the epoch) of the read that first saw no request in flight, in the run of zero
+      readings that held for O(quiet_period) and ended the wait. With O(quiet_period=0), the last read.
+    - V(null) when the instance did not drain.
+  returned: always
+  type: float
+  sample: 1764374412.138
 finished_at:
   description: Wall-clock time (seconds since the epoch) when the module stopped waiting.
   returned: always
@@ -325,7 +358,7 @@ samples:
   sample: [{"t": 0.0, "in_flight": 7, "sources": {"metrics": 7, "haproxy": 6}}, {"t": 0.51, "in_flight": 0, "sources": {"metrics": 0, "haproxy": 0}}]
   contains:
     t:
-      description: Seconds from the start of the first read to the end of this one.
+      description: Seconds from the start of the first read (or from O(since) when given) to the end of this one.
       type: float
       sample: 0.51
     in_flight:
@@ -372,163 +405,20 @@ sources:
       detail: {"established": 0, "excluded": 1}
 '''
 
-import time
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.modelops.shutdown.plugins.module_utils import _inflight
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import runtime_api_spec
-from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
-
-
-def argument_spec():
-    return dict(
-        metrics=dict(
-            type='dict',
-            options=dict(
-                url=dict(type='str', required=True),
-                preset=dict(type='str', default='generic', choices=_inflight.PRESET_CHOICES),
-                metrics=dict(type='list', elements='dict', options=dict(
-                    name=dict(type='str', required=True),
-                    labels=dict(type='dict'),
-                )),
-                labels=dict(type='dict'),
-                token=dict(type='str', no_log=True),
-                headers=dict(type='dict'),
-                validate_certs=dict(type='bool', default=True),
-                ca_path=dict(type='path'),
-                timeout=dict(type='float', default=5),
-            ),
-            required_if=[('preset', 'generic', ('metrics',))],
-        ),
-        haproxy=runtime_api_spec(server=True, timeout=False),
-        connections=dict(
-            type='dict',
-            options=dict(
-                port=dict(type='int', required=True),
-                exclude_peers=dict(type='list', elements='str', default=[]),
-            ),
-        ),
-        timeout=dict(type='float', default=300),
-        poll_interval=dict(type='float', default=0.5),
-        quiet_period=dict(type='float', default=0),
-        on_timeout=dict(type='str', default='fail', choices=['fail', 'proceed']),
-        max_samples=dict(type='int', default=50),
-    )
-
-
-def check_numbers(module):
-    """Range checks the argument spec cannot express; fail with the option name and the allowed range."""
-    params = module.params
-    problems = []
-    if params['poll_interval'] < 0.1:
-        problems.append('poll_interval must be at least 0.1 seconds, got %s' % params['poll_interval'])
-    if params['timeout'] < 0:
-        problems.append('timeout must be 0 or more seconds, got %s' % params['timeout'])
-    if params['quiet_period'] < 0:
-        problems.append('quiet_period must be 0 or more seconds, got %s' % params['quiet_period'])
-    if params['max_samples'] < 2:
-        problems.append('max_samples must be at least 2, got %s' % params['max_samples'])
-    if params['metrics'] and params['metrics']['timeout'] <= 0:
-        problems.append('metrics.timeout must be more than 0 seconds, got %s' % params['metrics']['timeout'])
-    if params['connections'] and not 1 <= params['connections']['port'] <= 65535:
-        problems.append('connections.port must be between 1 and 65535, got %s' % params['connections']['port'])
-    if params['haproxy'] and params['haproxy']['port'] is not None and not 1 <= params['haproxy']['port'] <= 65535:
-        problems.append('haproxy.port must be between 1 and 65535, got %s' % params['haproxy']['port'])
-    if problems:
-        module.fail_json(msg='; '.join(problems))
-
-
-def build_sources(params):
-    """The configured sources, in a fixed order. Raises InFlightError on a bad source configuration."""
-    sources = []
-    metrics = params['metrics']
-    if metrics:
-        sources.append(_inflight.MetricsSource(
-            metrics['url'], preset=metrics['preset'], metrics=metrics['metrics'], labels=metrics['labels'],
-            token=metrics['token'], headers=metrics['headers'], validate_certs=metrics['validate_certs'],
-            ca_path=metrics['ca_path'], timeout=metrics['timeout']))
-    haproxy = params['haproxy']
-    if haproxy:
-        sources.append(_inflight.HAProxySource(
-            haproxy['backend'], haproxy['server'], socket_path=haproxy['socket'], host=haproxy['host'], port=haproxy['port']))
-    connections = params['connections']
-    if connections:
-        sources.append(_inflight.ConnectionsSource(connections['port'], exclude_peers=connections['exclude_peers']))
-    return sources
+from ansible_collections.modelops.shutdown.plugins.module_utils._drain import MODULE_KWARGS, DrainWaiter, argument_spec, check_params
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=argument_spec(),
-        required_one_of=[('metrics', 'haproxy', 'connections')],
-        supports_check_mode=True,
-    )
-    check_numbers(module)
-    params = module.params
-
-    try:
-        sources = build_sources(params)
-    except _inflight.InFlightError as exc:
-        module.fail_json(msg=to_text(exc))
-
-    last = {}
-    history = []
-    started_at = round(time.time(), 3)
-
-    def probe():
-        in_flight, values, details = _inflight.read_all(sources)
-        last['details'] = details
-        last['values'] = values
-        history.append(in_flight)
-        return {'in_flight': in_flight, 'sources': values}
-
-    def describe_sources():
-        described = {}
-        for source in sources:
-            entry = source.describe()
-            entry['in_flight'] = last.get('values', {}).get(source.name)
-            entry['detail'] = last.get('details', {}).get(source.name)
-            described[source.name] = entry
-        return described
-
-    try:
-        if module.check_mode:
-            start = time.monotonic()
-            value = probe()
-            took = round(time.monotonic() - start, 3)
-            samples = [{'t': took, 'in_flight': value['in_flight'], 'sources': value['sources']}]
-            module.exit_json(
-                changed=False, drained=value['in_flight'] == 0, in_flight_initial=value['in_flight'],
-                in_flight_final=value['in_flight'], waited_seconds=took, polls=1, samples=samples,
-                samples_dropped=0, sources=describe_sources(), started_at=started_at, finished_at=round(time.time(), 3))
-        result = poll_until(probe, lambda value: value['in_flight'] == 0, timeout=params['timeout'],
-                            interval=params['poll_interval'], quiet_period=params['quiet_period'],
-                            max_samples=params['max_samples'])
-    except _inflight.InFlightError as exc:
-        msg = to_text(exc)
-        if history:
-            msg = '%s (after %d successful reads; the last one counted %s in flight)' % (msg, len(history), history[-1])
-        module.fail_json(msg=msg, drained=False, polls=len(history),
-                         in_flight_initial=history[0] if history else None,
-                         in_flight_final=history[-1] if history else None)
-
-    samples = [{'t': s['t'], 'in_flight': s['value']['in_flight'], 'sources': s['value']['sources']} for s in result.samples]
-    ret = dict(
-        changed=False, drained=result.satisfied, in_flight_initial=history[0], in_flight_final=result.last_value['in_flight'],
-        waited_seconds=result.waited_seconds, polls=result.polls, samples=samples, samples_dropped=result.samples_dropped,
-        sources=describe_sources(), started_at=started_at, finished_at=round(time.time(), 3))
-    if not result.satisfied:
-        per_source = ', '.join('%s=%s' % (k, v) for k, v in sorted(result.last_value['sources'].items()))
-        quiet = ' and stay 0 for %s s' % params['quiet_period'] if params['quiet_period'] else ''
-        msg = ('%s request(s) still in flight (%s) after %s s: the instance did not drain%s within timeout=%s s. '
-               'Check that it is out of its load balancer, or raise timeout.'
-               % (ret['in_flight_final'], per_source, ret['waited_seconds'], quiet, params['timeout']))
-        if params['on_timeout'] == 'fail':
-            module.fail_json(msg=msg, **ret)
-        module.warn(msg + ' Proceeding because on_timeout=proceed.')
-    module.exit_json(**ret)
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **MODULE_KWARGS)
+    problems = check_params(module.params)
+    if problems:
+        module.fail_json(msg='; '.join(problems))
+    result, failure = DrainWaiter(module.params, module.check_mode, module.warn).run()
+    if failure:
+        module.fail_json(msg=failure, **result)
+    module.exit_json(**result)
 
 
 if __name__ == '__main__':

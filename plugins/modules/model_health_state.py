@@ -366,10 +366,10 @@ diff:
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
     KINDS,
     HealthCheck,
+    adapter_specs,
     HealthStateManager,
     adapter_errors,
     make_adapter,
@@ -379,48 +379,13 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
 def argument_spec():
     return dict(
         state=dict(type='str', required=True, choices=['ready', 'draining', 'maintenance', 'query']),
-        haproxy=runtime_api_spec(server=True),
-        consul=dict(
-            type='dict',
-            options=dict(
-                url=dict(type='str', default='http://127.0.0.1:8500'),
-                service_id=dict(type='str', required=True),
-                token=dict(type='str', no_log=True),
-                reason=dict(type='str'),
-                validate_certs=dict(type='bool', default=True),
-                ca_path=dict(type='path'),
-                timeout=dict(type='float', default=10.0),
-            ),
-        ),
-        http=dict(
-            type='dict',
-            options=dict(
-                url=dict(type='str', required=True),
-                state_url=dict(type='str'),
-                method=dict(type='str', default='POST', choices=['POST', 'PUT', 'PATCH']),
-                body=dict(type='str'),
-                headers=dict(type='dict', default={}),
-                token=dict(type='str', no_log=True),
-                validate_certs=dict(type='bool', default=True),
-                ca_path=dict(type='path'),
-                timeout=dict(type='float', default=10.0),
-                state_key=dict(type='str', default='state', no_log=False),
-            ),
-        ),
-        file=dict(
-            type='dict',
-            options=dict(
-                path=dict(type='path', required=True),
-                reason=dict(type='str'),
-                create_parent=dict(type='bool', default=False),
-            ),
-        ),
         verify_timeout=dict(type='float', default=10.0),
         verify_interval=dict(type='float', default=0.5),
         health_url=dict(type='str'),
         health_status=dict(type='int'),
         health_validate_certs=dict(type='bool', default=True),
         health_ca_path=dict(type='path'),
+        **adapter_specs()
     )
 
 

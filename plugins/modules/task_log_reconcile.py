@@ -415,131 +415,14 @@ resubmitted:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._tasklog import (
-    LogFormat,
-    Reconciler,
-    TaskLogError,
-    resubmit,
-)
-
-
-def argument_spec():
-    return dict(
-        paths=dict(type='list', elements='path', required=True),
-        missing_ok=dict(type='bool', default=False),
-        id_key=dict(type='str', default='id', no_log=False),
-        event_key=dict(type='str', default='event', no_log=False),
-        started_value=dict(type='str', default='started'),
-        completed_value=dict(type='str', default='completed'),
-        ended_values=dict(type='list', elements='str', default=['aborted']),
-        time_key=dict(type='str', default='ts', no_log=False),
-        since=dict(type='float'),
-        max_listed=dict(type='int', default=1000),
-        max_malformed=dict(type='int', default=0),
-        fail_on_malformed=dict(type='bool', default=False),
-        resubmit=dict(
-            type='dict',
-            options=dict(
-                url=dict(type='str', required=True),
-                method=dict(type='str', default='POST', choices=['POST', 'PUT']),
-                token=dict(type='str', no_log=True),
-                headers=dict(type='dict', default={}),
-                validate_certs=dict(type='bool', default=True),
-                ca_path=dict(type='path'),
-                timeout=dict(type='float', default=30.0),
-                batch=dict(type='bool', default=True),
-                on_error=dict(type='str', default='fail', choices=['fail', 'warn']),
-            ),
-        ),
-    )
-
-
-def _empty_result():
-    return {'changed': False, 'incomplete': [], 'incomplete_count': 0, 'truncated': False, 'started_count': 0,
-            'completed_count': 0, 'ended_count': 0, 'unmatched_count': 0, 'started_before_since': 0,
-            'other_events': 0, 'malformed_lines': 0, 'malformed_samples': [], 'paths': [],
-            'would_resubmit': 0, 'resubmitted': []}
-
-
-def _unique(paths):
-    seen = set()
-    found = []
-    for path in paths:
-        key = path.rstrip('/') or path
-        if key not in seen:
-            seen.add(key)
-            found.append(path)
-    return found
-
-
-def _describe_malformed(result):
-    where = ', '.join('%s:%s (%s)' % (s['path'], s['line'], s['reason']) for s in result['malformed_samples'][:3])
-    more = '' if result['malformed_lines'] <= 3 else ', ...'
-    return '%d malformed line(s) in the task logs: %s%s' % (result['malformed_lines'], where, more)
+from ansible_collections.modelops.shutdown.plugins.module_utils._tasklog import argument_spec, reconcile
 
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
-    params = module.params
-    result = _empty_result()
-
-    for name in ('max_listed', 'max_malformed'):
-        if params[name] < 0:
-            module.fail_json(msg='%s must be 0 or more, got %d' % (name, params[name]), **result)
-    paths = _unique([p for p in params['paths'] if p])
-    if not paths:
-        module.fail_json(msg='paths must name at least one task log file', **result)
-    log_format = LogFormat(id_key=params['id_key'], event_key=params['event_key'], time_key=params['time_key'],
-                           started_value=params['started_value'], completed_value=params['completed_value'],
-                           ended_values=params['ended_values'])
-    problems = log_format.problems()
-    if problems:
-        module.fail_json(msg='invalid log format: %s' % '; '.join(problems), **result)
-
-    reconciler = Reconciler(log_format, since=params['since'])
-    try:
-        for path in paths:
-            reconciler.read_path(path, missing_ok=params['missing_ok'])
-    except TaskLogError as exc:
-        result.update(reconciler.summary(params['max_listed']))
-        module.fail_json(msg=str(exc), **result)
-    result.update(reconciler.summary(params['max_listed']))
-
-    if result['malformed_lines'] > params['max_malformed']:
-        message = _describe_malformed(result)
-        if params['fail_on_malformed']:
-            module.fail_json(msg='%s; more than max_malformed=%d%s. Fix or rotate the log, check the format options, '
-                                 'or raise max_malformed' % (message, params['max_malformed'],
-                                                             ', so nothing was resubmitted' if params['resubmit'] else ''),
-                             **result)
-        module.warn('%s (more than max_malformed=%d); they were skipped' % (message, params['max_malformed']))
-
-    options = params['resubmit']
-    if options is None or not result['incomplete_count']:
-        module.exit_json(**result)
-
-    result['would_resubmit'] = result['incomplete_count']
-    if module.check_mode:
-        result['changed'] = True
-        module.exit_json(**result)
-
-    outcomes = resubmit(reconciler.incomplete(), options['url'], method=options['method'], token=options['token'],
-                        headers=options['headers'], validate_certs=options['validate_certs'],
-                        ca_path=options['ca_path'], timeout=options['timeout'], batch=options['batch'],
-                        stop_on_error=options['on_error'] == 'fail')
-    result['resubmitted'] = outcomes
-    result['changed'] = any(o['ok'] for o in outcomes)
-    failed = [o for o in outcomes if not o['ok']]
-    if failed:
-        sent_ok = sum(o['count'] for o in outcomes if o['ok'])
-        not_sent = result['incomplete_count'] - sum(o['count'] for o in outcomes)
-        message = ('resubmission to %s failed for %d of %d request(s), %d accepted, %d not sent; first failure: %s. '
-                   'Check the endpoint (and resubmit.token), then rerun' % (
-                       options['url'], sum(o['count'] for o in failed), result['incomplete_count'], sent_ok, not_sent,
-                       failed[0]['error']))
-        if options['on_error'] == 'fail':
-            module.fail_json(msg=message, **result)
-        module.warn(message)
+    result, failure_msg = reconcile(module.params, check_mode=module.check_mode, warn=module.warn)
+    if failure_msg is not None:
+        module.fail_json(msg=failure_msg, **result)
     module.exit_json(**result)
 
 

@@ -87,24 +87,7 @@ count:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
-
-
-def unit_name(name):
-    return name if '.' in name else name + '.service'
-
-
-def read_units(units):
-    records = []
-    for unit in units:
-        processes = []
-        for pid in _procs.unit_pids(unit):
-            info = _procs.process_info(pid)
-            if info['comm'] is None and info['cmdline'] is None:
-                continue  # it exited while we looked
-            processes.append({'pid': pid, 'name': _procs.process_name(pid) or info['comm'], 'cmdline': info['cmdline']})
-        records.append({'unit': unit, 'processes': processes})
-    return records
+from ansible_collections.modelops.shutdown.plugins.module_utils._procs import check_units
 
 
 def main():
@@ -115,16 +98,9 @@ def main():
         ),
         supports_check_mode=True,
     )
-    units = [unit_name(name) for name in module.params['units']]
-    records = read_units(units)
-    count = sum(len(record['processes']) for record in records)
-    result = dict(changed=False, units=records, empty=count == 0, count=count)
-    if count and module.params['expect_empty']:
-        left = '; '.join('%s: %s' % (record['unit'], ', '.join('PID %s (%s)' % (p['pid'], p['name']) for p in record['processes']))
-                         for record in records if record['processes'])
-        module.fail_json(msg='%d process(es) are still running in the cgroups of stopped units (%s). '
-                             'Find out why they outlived the stop (KillMode=process? a detached worker?) and stop '
-                             'or kill them.' % (count, left), **result)
+    result, failure = check_units(module.params['units'], module.params['expect_empty'])
+    if failure is not None:
+        module.fail_json(msg=failure, **result)
     module.exit_json(**result)
 
 

@@ -258,225 +258,38 @@ msg:
   returned: always
   type: str
   sample: "model-server@llama.service: stopped in 3.2s, clean"
+started_at:
+  description: When the task started its work on the host, in seconds since the epoch (host clock, 3 decimals).
+  returned: always
+  type: float
+  sample: 1718000000.123
+finished_at:
+  description: When the task finished its work on the host, in seconds since the epoch (host clock, 3 decimals).
+  returned: always
+  type: float
+  sample: 1718000093.457
+stop_seconds:
+  description: How long the whole task took on the host, all units together, in seconds (monotonic clock).
+  returned: always
+  type: float
+  sample: 93.334
 '''
-
-import socket
-import time
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
-
-ADVICE = {
-    'timeout_killed': ('did not exit within its stop timeout and was killed with SIGKILL (Result=timeout), so requests '
-                       'in flight may have been lost. What to do: drain it first, raise timeout_stop_sec, or make the '
-                       'server exit on SIGTERM once drained'),
-    'failed': ('ended with Result=%(result)s (%(exit)s). What to do: read journalctl -u %(unit)s'),
-    'signal': ('was killed by a signal it did not handle (Result=%(result)s, %(exit)s) outside a stop timeout. '
-               'What to do: read journalctl -u %(unit)s and coredumpctl list'),
-    'not_found': ('is not loaded (LoadState=not-found). What to do: check the name; a templated unit needs its '
-                  'instance, e.g. name@instance.service'),
-    'running': ('is still %(active_state)s. What to do: stop it first, or look for what starts it '
-                '(systemctl list-dependencies --reverse %(unit)s)'),
-    'clean': ('ended cleanly (Result=success), and clean is listed in fail_on'),
-}
-
-
-def _state(props):
-    return {'active_state': props.get('ActiveState'), 'unit_file_state': props.get('UnitFileState'),
-            'masked': _systemd.is_masked(props)}
-
-
-def _record(unit, props, was_active, stopped, timeout_stop_sec, stop_seconds, disabled, masked, error):
-    rec = _systemd.unit_record(props)
-    data = {
-        'unit': unit, 'was_active': was_active, 'stopped': stopped,
-        'classification': rec['classification'], 'result': rec['result'], 'load_state': rec['load_state'],
-        'active_state': rec['active_state'], 'sub_state': rec['sub_state'], 'unit_file_state': rec['unit_file_state'],
-        'exec_main_code': rec['exec_main_code'], 'exec_main_status': rec['exec_main_status'],
-        'exec_main_pid': rec['exec_main_pid'], 'exit': _systemd.describe_exit(props),
-        'timeout_stop_sec': timeout_stop_sec if stopped else rec['timeout_stop_sec'],
-        'stop_seconds': stop_seconds, 'disabled': disabled, 'masked': masked,
-        'changed': bool(stopped or disabled or masked), 'error': error,
-    }
-    return data
-
-
-def _install_timeout(ctl, unit, seconds):
-    """Write the stop-timeout drop-in, reload, and check it took effect. Returns the effective seconds."""
-    try:
-        _systemd.write_stop_timeout_dropin(unit, seconds)
-    except OSError as exc:
-        raise _systemd.SystemctlError('Could not write the stop-timeout drop-in %s: %s. The unit was not stopped. '
-                                      'What to do: run the task with become: true' % (_systemd.dropin_path(unit), exc))
-    ctl.daemon_reload(unit)
-    effective = _systemd.parse_timespan(ctl.show(unit).get('TimeoutStopUSec'))
-    if effective is None or abs(effective - float(seconds)) > 0.001:
-        raise _systemd.SystemctlError(
-            'timeout_stop_sec %s did not take effect for %s (TimeoutStopUSec is %s after daemon-reload): another '
-            'drop-in sorting after %s sets TimeoutStopSec. The unit was not stopped. What to do: remove that setting '
-            'or drop timeout_stop_sec' % (seconds, unit, effective, _systemd.DROPIN_NAME))
-    return effective
-
-
-def _remove_timeout(module, ctl, unit):
-    try:
-        if _systemd.remove_stop_timeout_dropin(unit):
-            ctl.daemon_reload(unit)
-    except (OSError, _systemd.SystemctlError) as exc:
-        module.warn('Could not remove the stop-timeout drop-in %s: %s. Remove it and run systemctl daemon-reload'
-                    % (_systemd.dropin_path(unit), exc))
-
-
-def _handle(module, ctl, unit):
-    params = module.params
-    before = ctl.show(unit)
-    was_active = _systemd.is_active(before)
-    not_found = before.get('LoadState') == 'not-found'
-    stopped = False
-    stop_seconds = None
-    timeout = _systemd.parse_timespan(before.get('TimeoutStopUSec'))
-    error = None
-
-    if was_active and not not_found:
-        stopped = True
-        if not module.check_mode:
-            override = params['timeout_stop_sec'] is not None
-            try:
-                if override:
-                    timeout = _install_timeout(ctl, unit, params['timeout_stop_sec'])
-                start = time.monotonic()
-                try:
-                    ctl.stop(unit)
-                finally:
-                    stop_seconds = round(time.monotonic() - start, 3)
-            except _systemd.SystemctlError as exc:
-                error = str(exc)
-                stopped = stop_seconds is not None
-            finally:
-                if override:
-                    _remove_timeout(module, ctl, unit)
-    after = ctl.show(unit) if stopped and not module.check_mode else before
-
-    disabled = False
-    state = after.get('UnitFileState', '')
-    if params['disable'] and not not_found and state in ('enabled', 'enabled-runtime'):
-        disabled = True
-        if not module.check_mode:
-            try:
-                ctl.disable(unit, runtime=(state == 'enabled-runtime'))
-            except _systemd.SystemctlError as exc:
-                disabled = False
-                error = '; '.join(e for e in (error, str(exc)) if e)
-
-    masked = False
-    if params['mask'] and not not_found:
-        current = after.get('UnitFileState', '')
-        already = after.get('LoadState') == 'masked' or current == 'masked' or (current == 'masked-runtime' and params['mask_runtime'])
-        if not already:
-            masked = True
-            if not module.check_mode:
-                try:
-                    ctl.mask(unit, runtime=params['mask_runtime'])
-                except _systemd.SystemctlError as exc:
-                    masked = False
-                    error = '; '.join(e for e in (error, str(exc)) if e)
-
-    if (disabled or masked) and not module.check_mode:
-        after = ctl.show(unit)
-
-    predicted = dict(after)
-    if module.check_mode:
-        if stopped:
-            predicted.update(ActiveState='inactive')
-        if disabled:
-            predicted.update(UnitFileState='disabled')
-        if masked:
-            predicted.update(UnitFileState='masked-runtime' if params['mask_runtime'] else 'masked')
-    record = _record(unit, after, was_active, stopped, timeout, stop_seconds, disabled, masked, error)
-    return record, _state(before), _state(predicted)
-
-
-def _summary(rec):
-    if rec['stopped'] and rec['stop_seconds'] is not None:
-        head = 'stopped in %.1fs' % rec['stop_seconds']
-    elif rec['stopped']:
-        head = 'would be stopped'
-    else:
-        head = 'already %s' % rec['active_state']
-    extra = [w for w, flag in (('disabled', rec['disabled']), ('masked', rec['masked'])) if flag]
-    return '%s: %s, %s%s' % (rec['unit'], head, rec['classification'], (', ' + ', '.join(extra)) if extra else '')
+from ansible_collections.modelops.shutdown.plugins.module_utils._unit_stop import UnitStopper, argument_spec
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            units=dict(type='list', elements='str', required=True),
-            timeout_stop_sec=dict(type='float'),
-            disable=dict(type='bool', default=False),
-            mask=dict(type='bool', default=False),
-            mask_runtime=dict(type='bool', default=False),
-            fail_on=dict(type='list', elements='str', choices=list(_systemd.CLASSIFICATIONS),
-                         default=['timeout_killed', 'failed', 'signal']),
-        ),
-        supports_check_mode=True,
-    )
-    params = module.params
-    host = socket.gethostname()
-    units = [_systemd.normalize_unit_name(u) for u in params['units'] if u and u.strip()]
-    result = dict(changed=False, units=[], failed_units=[], msg='')
-    if not units:
-        result['msg'] = 'units is empty: name at least one systemd unit'
-        module.fail_json(**result)
-    if params['timeout_stop_sec'] is not None:
-        if params['timeout_stop_sec'] <= 0:
-            result['msg'] = 'timeout_stop_sec must be more than 0 seconds, got %s' % params['timeout_stop_sec']
-            module.fail_json(**result)
-        odd = [u for u in units if not u.endswith('.service')]
-        if odd:
-            result['msg'] = 'timeout_stop_sec applies to .service units only; not to %s' % ', '.join(odd)
-            module.fail_json(**result)
-
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     systemctl = module.get_bin_path('systemctl', required=True)
-    ctl = _systemd.Systemctl(module.run_command, systemctl)
-    diff = {'before': {}, 'after': {}}
-    problems = []
-    for unit in units:
-        try:
-            record, before, after = _handle(module, ctl, unit)
-        except _systemd.SystemctlError as exc:
-            record = {'unit': unit, 'was_active': None, 'stopped': False, 'classification': None, 'result': None,
-                      'load_state': None, 'active_state': None, 'sub_state': None, 'unit_file_state': None,
-                      'exec_main_code': None, 'exec_main_status': None, 'exec_main_pid': None, 'exit': None,
-                      'timeout_stop_sec': None, 'stop_seconds': None, 'disabled': False, 'masked': False,
-                      'changed': False, 'error': str(exc)}
-            before = after = {}
-        result['units'].append(record)
-        diff['before'][unit] = before
-        diff['after'][unit] = after
-        why = None
-        cls = record['classification']
-        if record['error']:
-            why = record['error']
-        elif record['stopped'] and not module.check_mode and cls == 'running':
-            why = '%s is still %s after systemctl stop: something started it again. %s' % (
-                unit, record['active_state'], 'What to do: look for what starts it (systemctl list-dependencies --reverse %s), '
-                'or set mask: true' % unit)
-        elif cls in params['fail_on'] and not (module.check_mode and record['stopped']):
-            fields = dict(record)
-            fields['exit'] = record['exit']
-            why = '%s %s' % (unit, ADVICE.get(cls, cls) % fields)
-        if why:
-            problems.append(why)
-            result['failed_units'].append(unit)
-
-    result['changed'] = any(r['changed'] for r in result['units'])
-    if module._diff:
-        result['diff'] = diff
-    if problems:
-        result['msg'] = 'unit_stop on %s: %s' % (host, ' | '.join(problems))
+    stopper = UnitStopper(module.run_command, systemctl, check_mode=module.check_mode, warn=module.warn)
+    result, failure = stopper.run(module.params)
+    # Argument errors never had a diff.
+    if not module._diff or not result['units']:
+        del result['diff']
+    if failure is not None:
         module.fail_json(**result)
-    result['msg'] = '; '.join(_summary(r) for r in result['units'])
     module.exit_json(**result)
 
 

@@ -16,7 +16,9 @@ Configuration (environment variables, default in brackets):
   MODEL_SERVER_BIND      bind address [0.0.0.0]
   MODEL_NAME             served model name, label of every vllm:* metric [demo-model]
   SERVICE_TIME           seconds each completion takes [3.0]; a request body's
-                         "service_time" overrides it for that request
+                         "service_time" overrides it for that request; "hold_until_scraped":
+                         true keeps it in flight until a later GET /metrics has counted it
+                         (at most 120 s), so that a test knows a drain's first read sees it
   MAX_CONCURRENCY        requests served at once; the rest queue and count as
                          vllm:num_requests_waiting [0 = unlimited]
   DRAIN_TIMEOUT          seconds SIGTERM waits for in-flight requests before giving
@@ -83,6 +85,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 DEFAULT_GPU_UUID = "GPU-5c1a6f3e-2b7d-4c9a-8e41-93d0f2a7b6c8"
+HOLD_TIMEOUT = 120.0
 STATES = ("ready", "draining", "maintenance")
 DRAIN_TIMEOUT_EXIT = 3
 CONFIG_ERROR_EXIT = 2
@@ -309,6 +312,7 @@ class ServerState:
         self.generation_tokens = 0
         self.admin_state = "ready"
         self.shutting_down = False
+        self.scrapes = 0  # /metrics answers so far; a held request waits for one that counted it
         self._slots = threading.BoundedSemaphore(cfg.max_concurrency) if cfg.max_concurrency > 0 else None
 
     # connections (what a drain waits for)
@@ -333,8 +337,26 @@ class ServerState:
 
     # completions
     def enter_queue(self):
+        """Count the request as waiting; return the scrape count at that moment."""
         with self._cond:
             self.waiting += 1
+            return self.scrapes
+
+    def scraped(self):
+        with self._cond:
+            self.scrapes += 1
+            self._cond.notify_all()
+
+    def wait_scraped_after(self, count: int, timeout: float) -> bool:
+        """Wait until a /metrics scrape later than C(count) has happened, i.e. one that counted the request."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.scrapes <= count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(min(left, 0.5))
+            return True
 
     def acquire_slot(self):
         if self._slots is not None:
@@ -539,6 +561,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._send_json(503, {"status": state})
         elif path == "/metrics":
             body = render_metrics(self.state).encode("utf-8")
+            self.state.scraped()
             self.send_response(200)
             self.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
             self.send_header("Content-Length", str(len(body)))
@@ -618,10 +641,12 @@ class Handler(BaseHTTPRequestHandler):
             max_tokens = 16
         prompt_tokens = max(1, len(str(data.get("prompt", "")).split()))
         stream = bool(data.get("stream"))
+        hold = bool(data.get("hold_until_scraped"))
 
+        # Counted as waiting before the task log says "started", so any scrape after that line counts it.
+        scrapes_at_start = self.state.enter_queue()
         self.state.task_log.write({"event": "started", "id": request_id, "ts": t0,
                                    "instance": cfg.instance, "model": cfg.model})
-        self.state.enter_queue()
         self.state.acquire_slot()
         ok = False
         try:
@@ -629,6 +654,9 @@ class Handler(BaseHTTPRequestHandler):
                 self._stream_completion(request_id, t0, service_time, max_tokens)
             else:
                 time.sleep(service_time)
+                if hold:
+                    # A test's guaranteed in-flight request: it ends only after a /metrics scrape saw it.
+                    self.state.wait_scraped_after(scrapes_at_start, HOLD_TIMEOUT)
                 text = " ".join(WORDS[i % len(WORDS)] for i in range(max_tokens))
                 self._send_json(200, {
                     "id": request_id,

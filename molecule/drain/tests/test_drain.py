@@ -34,8 +34,12 @@ def test_drain_waited_for_requests_in_flight():
     drain = _json('drain-result.json')
     record = drain['result']['drain']
     assert record['drained'] is True
+    # converge sent a request the server holds until a scrape counted it: the first read must see it.
     assert record['in_flight_initial'] >= 1, 'the host had no request in flight when the drain began'
     assert record['in_flight_final'] == 0
+    # The wait's clock started at the mark, not when the wait's task began.
+    assert drain['wait']['started_at'] == record['marked_at']
+    assert record['drained_at'] >= record['marked_at']
     assert [lb['state'] for lb in record['load_balancers']] == ['draining']
 
 
@@ -61,4 +65,4 @@ def test_restored_host_serves_again(host):
     summary = fleetcheck.run_load(seconds=6, rate=5)
     assert summary['failed'] == 0
     after = len([e for e in _task_log(host, 'drn-m1') if e['event'] == 'started'])
-    assert after > before, 'the restored host took no new request (restored at %s)' % restored['finished']
+    assert after > before, 'the restored host took no new request (restored at %s)' % restored['finished_at']

@@ -16,7 +16,7 @@ MODEL_HOSTS = ['fb-m1', 'fb-m2', 'fb-m3']
 def test_batch_refused_naming_pool_and_numbers():
     assert faultcheck.run_rc() != 0
     log = faultcheck.run_log()
-    assert 'Batch refused, nothing was touched' in log
+    assert 'Batch refused by the disruption budget on fb-lb, nothing was touched' in log
     assert 'pool fb-lb/models' in log
     assert 'would leave 1 UP, below min_available=2' in log
 

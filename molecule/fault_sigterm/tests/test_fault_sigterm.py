@@ -23,7 +23,7 @@ def test_stubborn_host_failed_as_timeout_killed(host):
     record = faultcheck.host_records()['fs-m1']
     assert record['status'] == 'failed'
     assert record['failed_step'] == 'stop'
-    assert record['stop_classifications'] == {'model-server@llama.service': 'timeout_killed'}
+    assert [(u['unit'], u['classification']) for u in record['units']] == [('model-server@llama.service', 'timeout_killed')]
     stubborn = fleetcheck.other_host(host, 'fs-m1')
     assert stubborn.check_output('systemctl show -p Result --value model-server@llama.service') == 'timeout'
     assert not stubborn.service('model-server@llama.service').is_running
@@ -31,9 +31,10 @@ def test_stubborn_host_failed_as_timeout_killed(host):
 
 def test_rest_of_the_batch_was_restored_and_serves(host):
     record = faultcheck.host_records()['fs-m2']
-    assert record['status'] == 'restored', record
-    assert record['restored'] is True
-    assert 'stop_classifications' not in record or not record['stop_classifications']
+    # Sequential stop order: fs-m1 failed first, so fs-m2 was never stopped and went back into service.
+    assert record['status'] == 'put_back', record
+    assert record['put_back'] is True
+    assert not record['units']
     assert fleetcheck.other_host(host, 'fs-m2').service('model-server@llama.service').is_running
     assert fleetcheck.haproxy_servers(host)['fs-m2'] == 'UP'
 

@@ -39,9 +39,11 @@ def test_first_report_lists_every_host_in_its_batch():
     for name in RETIRED:
         assert hosts[name]['status'] == 'done', hosts[name]
         assert hosts[name]['drained'] is True
-        assert hosts[name]['stop_classifications'] == {'model-server@llama.service': 'clean'}
+        assert [(u['unit'], u['classification']) for u in hosts[name]['units']] == [('model-server@llama.service', 'clean')]
         assert hosts[name]['gpu_released'] is True
         assert hosts[name]['incomplete_count'] == 0
+        # The drain is counted from the mark: the request a host had in flight then took ~3 s.
+        assert hosts[name]['drain_seconds'] > 0 and hosts[name]['floor_seconds'] >= hosts[name]['drain_seconds']
     for batch in report['batches']:
         assert batch['duration_seconds'] >= batch['floor_seconds'] > 0
 

@@ -255,3 +255,24 @@ def test_bad_configuration_exits_2(fleet, setting):
     server = fleet.start_server(ready=False, **setting)
     assert server.wait(10) == 2
     assert "configuration error" in server.stderr()
+
+
+def test_held_request_ends_only_after_a_scrape_counted_it(fleet, helpers):
+    server = fleet.start_server(SERVICE_TIME="0")
+    results = {}
+
+    def held():
+        results["held"] = server.request("POST", "/v1/completions", {"hold_until_scraped": True},
+                                         {"X-Request-Id": "held-1"}, timeout=30)
+
+    thread = threading.Thread(target=held)
+    thread.start()
+    # The task log says "started" only once the request is counted, and nothing has scraped yet.
+    helpers.wait_for(lambda: "held-1" in helpers.read_task_log(server.task_log),
+                     10.0, message="held request started")
+    thread.join(0.3)
+    assert thread.is_alive(), "a held request must not end before a scrape counted it"
+    samples = helpers.parse_metrics(server.metrics())
+    assert samples[RUNNING] + samples[WAITING] == 1.0
+    thread.join(10)
+    assert not thread.is_alive() and results["held"][0] == 200

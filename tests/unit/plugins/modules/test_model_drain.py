@@ -386,3 +386,51 @@ def test_argument_errors(run, args, words):
     failed, result, dummy = run(args)
     assert failed
     assert words in result['msg']
+
+
+# --- since, drained_at, non-finite numbers (main() through DrainWaiter) ----------------------------
+
+def test_since_counts_the_deadline_from_the_mark(run, metrics):
+    metrics.body = vllm_text(1)
+    since = time.time() - 100
+    start = time.monotonic()
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'since': since, 'timeout': 100.3,
+                                 'poll_interval': 0.1})
+    assert time.monotonic() - start < 2
+    assert failed and '(counted from since=%s)' % round(since, 3) in result['msg']
+    assert result['started_at'] == round(since, 3)
+    assert 100.3 <= result['waited_seconds'] < 102
+    assert result['samples'][0]['t'] >= 100 and result['drained_at'] is None
+
+
+def test_since_in_the_future_warns(run, metrics):
+    metrics.body = vllm_text(0)
+    failed, result, warnings = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}, 'since': time.time() + 3600})
+    assert not failed and result['drained'] is True
+    assert len(warnings) == 1 and 'ahead of the clock' in warnings[0]
+    assert result['waited_seconds'] < 1 and result['started_at'] <= result['finished_at']
+
+
+def test_drained_at_is_returned(run, metrics):
+    metrics.body = vllm_text(0)
+    before = time.time()
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}})
+    assert not failed and before - 0.01 <= result['drained_at'] <= result['finished_at'] + 0.01
+
+
+def test_failure_results_have_every_key(run):
+    failed, result, dummy = run({'metrics': {'url': 'http://127.0.0.1:1/metrics', 'preset': 'vllm'}})
+    assert failed and result['drained'] is False and result['drained_at'] is None
+    assert result['polls'] == 0 and result['samples'] == [] and 'metrics' in result['sources']
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'connections': {'port': 80}, 'timeout': 'nan'}, 'timeout must be a finite number of seconds, got nan'),
+    ({'connections': {'port': 80}, 'poll_interval': 'nan'}, 'poll_interval must be a finite number of seconds, got nan'),
+    ({'connections': {'port': 80}, 'quiet_period': 'inf'}, 'quiet_period must be a finite number of seconds, got inf'),
+    ({'metrics': {'url': 'http://x/metrics', 'preset': 'vllm', 'timeout': 'nan'}}, 'metrics.timeout must be a finite number'),
+    ({'connections': {'port': 80}, 'since': 'nan'}, 'since must be a wall-clock time in seconds since the epoch, got nan'),
+])
+def test_non_finite_numbers_are_refused(run, args, words):
+    failed, result, dummy = run(args)
+    assert failed and words in result['msg']

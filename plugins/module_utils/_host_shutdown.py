@@ -1,0 +1,206 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One host, one call: wait until nothing is in flight, stop the units, take back policy, verify clean.
+
+Private to this collection; the module C(host_shutdown) is its front end. Each phase is the same
+code as the public module of that verb (C(model_drain), C(unit_stop), C(gpu_release_check),
+C(unit_processes), C(task_log_reconcile)), with that module's options validated by that module's
+own argument spec. The result is the host's whole section of the rollout record; times are
+measured here (wall clock for timestamps, monotonic for durations).
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from ansible_collections.modelops.shutdown.plugins.module_utils import _drain, _gpu_check, _netstat, _policy, _procs, _tasklog
+from ansible_collections.modelops.shutdown.plugins.module_utils import _unit_stop
+from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite, validate
+
+ACTIVE_STATES = ('active', 'activating', 'deactivating', 'reloading')
+
+
+def verify_spec():
+    return dict(
+        units=dict(type='list', elements='str'),
+        ports=dict(type='list', elements='int', default=[]),
+        port_timeout=dict(type='float', default=10.0),
+        processes=dict(type='bool', default=True),
+        gpu=dict(type='dict'),
+        task_log=dict(type='dict'),
+        fail_on_incomplete=dict(type='bool', default=False),
+    )
+
+
+def _kwargs(module_kwargs):
+    return dict((key, value) for key, value in (module_kwargs or {}).items()
+                if key in ('mutually_exclusive', 'required_one_of', 'required_if', 'required_together', 'required_by'))
+
+
+def parse_params(params):
+    """Validate every phase's options with its own module's spec. Returns the validated phases; raises SpecError."""
+    phases = {}
+    if params.get('drain') is not None:
+        drain = validate(_drain.argument_spec(), params['drain'], 'drain', **_kwargs(_drain.MODULE_KWARGS))
+        if params.get('since') is not None:
+            drain['since'] = params['since']
+        problems = _drain.check_params(drain)
+        if problems:
+            raise SpecError('drain: %s' % '; '.join(problems))
+        phases['drain'] = drain
+    phases['stop'] = validate(_unit_stop.argument_spec(), params['stop'], 'stop')
+    phases['policy'] = validate(_policy.argument_spec(), params.get('policy'), 'policy')
+    problems = _policy.check_params(phases['policy'])
+    if problems:
+        raise SpecError('policy: %s' % '; '.join(problems))
+    verify = validate(verify_spec(), params.get('verify'), 'verify')
+    if not finite(verify['port_timeout']) or verify['port_timeout'] < 0:
+        raise SpecError('verify.port_timeout must be a finite number of 0 or more seconds, got %s' % verify['port_timeout'])
+    if any(not 1 <= port <= 65535 for port in verify['ports']):
+        raise SpecError('verify.ports must be between 1 and 65535, got %s' % verify['ports'])
+    if verify['units'] is None:
+        verify['units'] = list(phases['stop']['units'])
+    if verify['gpu'] is not None:
+        gpu = dict(verify['gpu'])
+        gpu.pop('unit', None)  # one check per verified unit, below
+        # kill_orphans needs a unit: the unit is set per verified unit below, so that rule is left out.
+        kwargs = _kwargs(_gpu_check.MODULE_KWARGS)
+        kwargs['required_if'] = [rule for rule in kwargs.get('required_if', []) if rule[0] != 'kill_orphans']
+        verify['gpu'] = validate(_gpu_check.argument_spec(), gpu, 'verify.gpu', **kwargs)
+    if verify['task_log'] is not None:
+        verify['task_log'] = validate(_tasklog.argument_spec(), verify['task_log'], 'verify.task_log')
+    phases['verify'] = verify
+    return phases
+
+
+class HostShutdown(object):
+    """The per-host phase of a rollout. C(run()) returns C((record, failure message or None))."""
+
+    def __init__(self, phases, run_command, get_bin_path, check_mode=False, warn=None,
+                 clock=time.monotonic, wall=time.time, sleep=time.sleep):
+        self.phases = phases
+        self.run_command = run_command
+        self.get_bin_path = get_bin_path
+        self.check_mode = check_mode
+        self.warn = warn
+        self.clock = clock
+        self.wall = wall
+        self.sleep = sleep
+        self.host = socket.gethostname()
+
+    def _stopper(self, check_mode):
+        systemctl = self.get_bin_path('systemctl')
+        if not systemctl:
+            raise SpecError('systemctl not found on %s: host_shutdown needs systemd' % self.host)
+        return _unit_stop.UnitStopper(self.run_command, systemctl, check_mode=check_mode, warn=self.warn, host=self.host,
+                                      clock=self.clock, wall=self.wall)
+
+    def run(self):
+        started = self.wall()
+        record = {'changed': False, 'ok': False, 'status': 'running', 'failed_step': None, 'msg': '', 'host': self.host,
+                  'started_at': round(started, 3), 'finished_at': None, 'since': self.phases.get('drain', {}).get('since'),
+                  'drain': None, 'stop': None, 'policy': None, 'verify': None,
+                  'timings': {'drain_seconds': None, 'stop_seconds': None, 'floor_seconds': None}}
+
+        def finish(status, step=None, msg=''):
+            record.update(status=status, failed_step=step, msg=msg, ok=step is None,
+                          finished_at=round(self.wall(), 3))
+            record['changed'] = any((record.get(phase) or {}).get('changed') for phase in ('stop', 'policy', 'verify'))
+            timings = record['timings']
+            if timings['drain_seconds'] is not None or timings['stop_seconds'] is not None:
+                timings['floor_seconds'] = round((timings['drain_seconds'] or 0.0) + (timings['stop_seconds'] or 0.0), 3)
+            return record, (msg if step else None)
+
+        stop = self.phases['stop']
+        # Units already stopped (a second run, or a host stopped by hand): nothing can be in flight.
+        before, failure = self._stopper(True).run(dict(stop, fail_on=[]))
+        if failure:
+            record['stop'] = before
+            return finish('failed', 'stop', failure)
+        already_down = not any(unit.get('active_state') in ACTIVE_STATES for unit in before['units'])
+        record['already_down'] = already_down
+
+        drain = self.phases.get('drain')
+        if drain is not None and not already_down:
+            result, failure = _drain.DrainWaiter(drain, check_mode=self.check_mode, warn=self.warn,
+                                                 clock=self.clock, wall=self.wall, sleep=self.sleep).run()
+            record['drain'] = result
+            since = drain.get('since')
+            if result.get('drained_at') is not None and since is not None:
+                record['timings']['drain_seconds'] = round(max(0.0, result['drained_at'] - since), 3)
+            elif result.get('waited_seconds') is not None:
+                record['timings']['drain_seconds'] = result['waited_seconds']
+            if failure:
+                return finish('failed', 'drain', failure)
+
+        result, failure = self._stopper(self.check_mode).run(stop)
+        record['stop'] = result
+        record['timings']['stop_seconds'] = result.get('stop_seconds')
+        if failure:
+            return finish('failed', 'stop', failure)
+
+        result, failure = _policy.PolicyTakeBack(self.run_command, self.get_bin_path, self.check_mode).run(self.phases['policy'])
+        record['policy'] = result
+        if failure:
+            return finish('failed', 'policy', 'policy on %s: %s' % (self.host, failure))
+
+        if self.check_mode:
+            record['verify'] = {'ok': None, 'skipped': 'check mode: nothing was stopped, so nothing is verified'}
+            return finish('already_down' if already_down else 'would_shut_down')
+        verify, failures = self._verify(self.phases['verify'])
+        record['verify'] = verify
+        if failures:
+            return finish('failed', 'verify', '%s is not clean: %s' % (self.host, '; '.join(failures)))
+        return finish('already_down' if already_down else 'done')
+
+    def _verify(self, spec):
+        failures = []
+        started = self.clock()
+        verify = {'ok': True, 'failures': failures, 'ports_open': [], 'leftover_processes': [],
+                  'gpu': {'checked': spec['gpu'] is not None, 'released': None, 'killed': [], 'gpus': [], 'results': []},
+                  'task_log': None, 'incomplete_count': None, 'changed': False}
+        if spec['ports']:
+            try:
+                polled = poll_until(lambda: _netstat.listening(spec['ports']), lambda value: not value,
+                                    timeout=spec['port_timeout'], interval=0.2, max_samples=2,
+                                    clock=self.clock, sleep=self.sleep)
+                verify['ports_open'] = polled.last_value
+                if polled.last_value:
+                    failures.append('port(s) %s still listening after %s s' % (
+                        ', '.join(str(p) for p in polled.last_value), spec['port_timeout']))
+            except _netstat.NetstatError as exc:
+                failures.append('could not read the listening ports: %s' % exc)
+        if spec['gpu'] is not None:
+            released = True
+            for unit in spec['units'] or [None]:
+                params = dict(spec['gpu'], unit=unit)
+                if unit is None:
+                    params['kill_orphans'] = False
+                result, failure = _gpu_check.GpuReleaseChecker(self.run_command, self.get_bin_path, check_mode=False,
+                                                               warn=self.warn, host=self.host).run(params)
+                verify['gpu']['results'].append(result)
+                verify['gpu']['killed'].extend(result.get('killed') or [])
+                verify['gpu']['gpus'] = result.get('gpus') or []
+                released = released and bool(result.get('released')) and not failure
+                if failure:
+                    failures.append('GPU memory not released: %s' % failure)
+            verify['gpu']['released'] = released
+            verify['changed'] = bool(verify['gpu']['killed'])
+        if spec['processes'] and spec['units']:
+            result, failure = _procs.check_units(spec['units'], expect_empty=True)
+            verify['leftover_processes'] = [p for unit in result['units'] for p in unit['processes']]
+            if failure:
+                failures.append(failure)
+        if spec['task_log'] is not None:
+            result, failure = _tasklog.reconcile(spec['task_log'], check_mode=False, warn=self.warn)
+            verify['task_log'] = result
+            verify['incomplete_count'] = result.get('incomplete_count')
+            if failure:
+                failures.append('task log reconciliation failed: %s' % failure)
+            elif spec['fail_on_incomplete'] and result.get('incomplete_count'):
+                failures.append('%s request(s) were started but never completed' % result['incomplete_count'])
+        verify['ok'] = not failures
+        verify['seconds'] = round(self.clock() - started, 3)
+        return verify, failures

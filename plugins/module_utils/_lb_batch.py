@@ -1,0 +1,307 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""One load balancer, one batch: read the pool, check the budget on that read, mark, verify, put back.
+
+Private to this collection; the module C(lb_batch_state) is its front end. The budget and the
+mark use the same read, so they cannot disagree; a batch the budget refuses is not touched, and a
+mark that does not take effect is put back to the states it replaced before the call fails.
+HAProxy members are read a whole pool at a time (one C(show stat) and one C(show servers state)
+per runtime API), other kinds one member at a time through their adapter.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.modelops.shutdown.plugins.module_utils import _budget
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
+    KINDS,
+    STATES,
+    LBError,
+    adapter_errors,
+    adapter_specs,
+    make_adapter,
+)
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import read_pool
+from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, validate
+
+BUDGET_OFF = (0, '0', '0%')
+
+
+def iso(epoch):
+    """ISO 8601 in UTC with an explicit offset, to the millisecond."""
+    return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(epoch)) + ('.%03d+00:00' % int(round((epoch % 1) * 1000) % 1000))
+
+
+class Member(object):
+    """One server of the pool on this load balancer: the inventory host and its adapter."""
+
+    def __init__(self, host, kind, options, lb_name):
+        self.host = host
+        self.kind = kind
+        self.options = options
+        self.adapter = make_adapter(kind, options)
+        # The shape the budget counts pools by: the LB's name plus the adapter option.
+        self.entry = {'name': lb_name, kind: options}
+
+    def runtime_key(self):
+        opts = self.options
+        return (opts.get('socket'), opts.get('host'), opts.get('port'), opts.get('timeout'))
+
+
+def parse_members(members, lb_name):
+    """Validate C(members) (each C({host, <kind>: {...}})) with the adapters' own specs; return C(Member)s."""
+    specs = adapter_specs()
+    parsed = []
+    seen = set()
+    for index, entry in enumerate(members):
+        where = 'members[%d]' % index
+        if not isinstance(entry, dict):
+            raise SpecError('%s must be a dict with host and one of %s, got %s' % (where, ', '.join(KINDS), type(entry).__name__))
+        host = entry.get('host')
+        if not isinstance(host, str) or not host:
+            raise SpecError('%s has no host (the inventory name of the model host this entry serves)' % where)
+        kinds = [kind for kind in KINDS if entry.get(kind) is not None]
+        extra = sorted(set(entry) - set(KINDS) - set(['host']))
+        if len(kinds) != 1 or extra:
+            raise SpecError('%s (%s) must have exactly one of %s%s; it has %s' % (
+                where, host, ', '.join(KINDS), ' and no other key' if extra else '',
+                ', '.join(kinds + extra) or 'none'))
+        kind = kinds[0]
+        options = validate(specs[kind]['options'], entry[kind], '%s (%s).%s' % (where, host, kind),
+                           **dict((key, specs[kind][key]) for key in
+                                  ('mutually_exclusive', 'required_one_of', 'required_together') if key in specs[kind]))
+        member = Member(host, kind, options, lb_name)
+        key = (host, member.adapter.describe())
+        if key in seen:
+            raise SpecError('%s (%s) repeats %s' % (where, host, member.adapter.describe()))
+        seen.add(key)
+        parsed.append(member)
+    return parsed
+
+
+class BatchStateManager(object):
+    """Read, budget, change and verify the batch's servers on one load balancer."""
+
+    def __init__(self, lb_name, members, batch, min_available=0, verify_timeout=10.0, verify_interval=0.5,
+                 available_timeout=0.0, expect_serving=None, clock=time.monotonic, wall=time.time, sleep=time.sleep):
+        self.lb_name = lb_name
+        self.members = members
+        self.batch = set(batch)
+        self.min_available = min_available
+        self.verify_timeout = float(verify_timeout)
+        self.verify_interval = float(verify_interval)
+        self.available_timeout = float(available_timeout)
+        # Hosts whose servers must be serving again after a put-back (not one that became unreachable).
+        self.expect_serving = None if expect_serving is None else set(expect_serving)
+        self.clock = clock
+        self.wall = wall
+        self.sleep = sleep
+
+    # -- reading ----------------------------------------------------------------------------
+    def read(self):
+        """C({member index: observation}) for every member. An observation is C({state, status, available,
+        in_flight}) or C({failed: True, msg}); a failed read keeps the underlying message."""
+        observed = {}
+        groups = {}
+        for index, member in enumerate(self.members):
+            if member.kind == 'haproxy':
+                groups.setdefault(member.runtime_key(), []).append(index)
+                continue
+            try:
+                info = member.adapter.get_state()
+            except adapter_errors() as exc:
+                observed[index] = {'failed': True, 'msg': to_text(exc)}
+                continue
+            observed[index] = {'state': info['state'], 'status': None, 'available': info['state'] == 'ready',
+                               'in_flight': info.get('in_flight')}
+        for indexes in groups.values():
+            first = self.members[indexes[0]]
+            opts = first.options
+            runtime = HAProxyRuntime(socket_path=opts.get('socket'), host=opts.get('host'), port=opts.get('port'),
+                                     timeout=opts.get('timeout') or 5.0)
+            backends = sorted(set(self.members[i].options['backend'] for i in indexes))
+            try:
+                rows = dict(((row['backend'], row['server']), row) for row in read_pool(runtime, backends))
+            except (HAProxyError, LBError) as exc:
+                for index in indexes:
+                    observed[index] = {'failed': True, 'msg': to_text(exc)}
+                continue
+            for index in indexes:
+                opts = self.members[index].options
+                row = rows.get((opts['backend'], opts['server']))
+                if row is None:
+                    observed[index] = {'failed': True, 'msg': '%s has no server %s/%s' % (
+                        runtime.describe(), opts['backend'], opts['server'])}
+                else:
+                    observed[index] = {'state': row['state'], 'status': row['status'], 'available': row['available'],
+                                       'in_flight': row['in_flight']}
+        return observed
+
+    def _budget(self, observed):
+        if self.min_available in BUDGET_OFF:
+            return [], []
+        results = []
+        for index, member in enumerate(self.members):
+            seen = observed[index]
+            record = {'item': [member.host, member.entry]}
+            if seen.get('failed'):
+                record.update(failed=True, msg=seen['msg'])
+            else:
+                record['state'] = seen['state']
+                if seen['status'] is not None:
+                    record['raw'] = {'status': seen['status']}
+            results.append(record)
+        pools = _budget.disruption_budget(results, sorted(self.batch), self.min_available)
+        # Fail closed: a pool with a member whose state is unknown is not known to keep its budget.
+        refused = [pool for pool in pools if not pool['ok'] or pool['unknown']]
+        return pools, refused
+
+    # -- changing ---------------------------------------------------------------------------
+    def _targets(self, state, restore_states):
+        """C([(index, target state)]) for the batch's members."""
+        targets = []
+        for index, member in enumerate(self.members):
+            if member.host not in self.batch:
+                continue
+            if state == 'restore':
+                target = (restore_states or {}).get(member.host)
+                if target not in STATES:
+                    raise SpecError('restore_states has no state for %s (one of %s expected, got %r)'
+                                    % (member.host, ', '.join(STATES), target))
+            else:
+                target = state
+            targets.append((index, member.adapter.effective_state(target)))
+        return targets
+
+    def _verify(self, targets, want_available):
+        def probe():
+            observed = self.read()
+            pending = []
+            for index, target in targets:
+                seen = observed[index]
+                member = self.members[index]
+                if seen.get('failed'):
+                    pending.append('%s: %s' % (member.host, seen['msg']))
+                elif seen['state'] != target:
+                    pending.append('%s reports %s (expected %s)' % (member.adapter.describe(), seen['state'], target))
+                elif (want_available and target == 'ready' and not seen['available']
+                      and (self.expect_serving is None or member.host in self.expect_serving)):
+                    pending.append('%s is ready but not serving yet (status %s)' % (member.adapter.describe(), seen['status']))
+            return {'observed': observed, 'pending': pending}
+
+        timeout = self.verify_timeout + (self.available_timeout if want_available else 0.0)
+        return poll_until(probe, lambda value: not value['pending'], timeout=timeout,
+                          interval=self.verify_interval, max_samples=3, clock=self.clock, sleep=self.sleep)
+
+    def _set(self, index, target):
+        member = self.members[index]
+        try:
+            member.adapter.set_state(target)
+        except adapter_errors() as exc:
+            return to_text(exc)
+        return None
+
+    def run(self, state, restore_states=None, check_mode=False, diff_mode=False):
+        """Apply C(state) (C(draining), C(maintenance), C(ready), or C(restore) from C(restore_states)).
+
+        Returns C((result, failure message or None)).
+        """
+        started = self.wall()
+        result = {'changed': False, 'lb': self.lb_name, 'state': state, 'refused': False, 'budget': [],
+                  'servers': [], 'started_at': round(started, 3), 'marked_at': None, 'finished_at': None}
+        targets = self._targets(state, restore_states)
+        before = self.read()
+        pools, refused = self._budget(before) if state in ('draining', 'maintenance') else ([], [])
+        result['budget'] = pools
+        servers = []
+        for index, target in targets:
+            member = self.members[index]
+            seen = before[index]
+            servers.append({
+                'host': member.host, 'kind': member.kind, 'target': member.adapter.describe(), 'state': target,
+                'previous_state': None if seen.get('failed') else seen['state'],
+                'previous_status': seen.get('status'),
+                'changed': not seen.get('failed') and seen['state'] != target,
+                'in_flight_at_mark': None, 'error': seen.get('msg'),
+            })
+        result['servers'] = servers
+        if diff_mode:
+            result['diff'] = {
+                'before': dict((s['host'], {'state': s['previous_state']}) for s in servers),
+                'after': dict((s['host'], {'state': s['state']}) for s in servers),
+                'before_header': self.lb_name, 'after_header': self.lb_name,
+            }
+
+        def finish(failure):
+            result['finished_at'] = round(self.wall(), 3)
+            result['changed'] = any(s['changed'] for s in servers)
+            return result, failure
+
+        def untouched():
+            # Nothing is sent: every server stays in (and reports) the state it was read in.
+            for server in servers:
+                server['changed'] = False
+                server['state'] = server['previous_state']
+
+        unread = [s for s in servers if s['previous_state'] is None]
+        if unread:
+            untouched()
+            return finish('%s: could not read the state of %s, so nothing was changed: %s. Make its admin API '
+                          'answer, then re-run.' % (self.lb_name, ', '.join(s['host'] for s in unread),
+                                                    '; '.join('%s: %s' % (s['host'], s['error']) for s in unread)))
+        if refused:
+            result['refused'] = True
+            untouched()
+            return finish('Batch refused by the disruption budget on %s, nothing was touched: %s. Lower the batch size '
+                          '(shutdown_serial) or min_available, or bring servers of the pool back first; where a state '
+                          'is unknown, make the load balancer answer (the budget fails closed).'
+                          % (self.lb_name, '; '.join(pool['message'] for pool in refused)))
+        if check_mode:
+            return finish(None)
+
+        errors = []
+        for server, (index, target) in zip(servers, targets):
+            if server['changed']:
+                error = self._set(index, target)
+                if error:
+                    server['changed'] = False
+                    server['error'] = error
+                    errors.append('%s: %s' % (server['host'], error))
+        # From here the load balancer sends nothing new to the marked servers.
+        marked_at = self.wall()
+        result['marked_at'] = round(marked_at, 3)
+        verified = None
+        if not errors:
+            verified = self._verify(targets, want_available=self.available_timeout > 0)
+            first = verified.samples[0]['value']['observed'] if verified.samples else {}
+            last = verified.last_value['observed']
+            for server, (index, target) in zip(servers, targets):
+                # The first read after the mark: what each server still had in flight then.
+                seen = first.get(index) or {}
+                server['in_flight_at_mark'] = seen.get('in_flight')
+                now = last.get(index) or {}
+                server['status'] = now.get('status')
+            result['verify_seconds'] = verified.waited_seconds
+            if verified.satisfied:
+                return finish(None)
+            errors = verified.last_value['pending']
+
+        # Leave nothing half-changed: put back what this call changed.
+        put_back = []
+        for server, (index, target) in zip(servers, targets):
+            if server['changed']:
+                error = self._set(index, server['previous_state'])
+                put_back.append('%s to %s%s' % (server['host'], server['previous_state'],
+                                                ' FAILED: %s' % error if error else ''))
+                if not error:
+                    server['changed'] = False
+                    server['state'] = server['previous_state']
+        result['put_back'] = put_back
+        return finish('%s: %s did not take effect within %s s: %s. %s' % (
+            self.lb_name, state, self.verify_timeout, '; '.join(errors),
+            ('Put back: %s.' % ', '.join(put_back)) if put_back else 'Nothing had been changed.'))

@@ -1,0 +1,288 @@
+#!/usr/bin/python
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r'''
+module: lb_batch_state
+short_description: Take a batch of model servers out of one load balancer at once, within the disruption budget
+version_added: 0.2.0
+description:
+  - One call per load balancer and batch. Reads the state of every server of the pool (HAProxy pools whole, with one
+    C(show stat) and one C(show servers state) per runtime API; Consul, HTTP and flag-file entries one by one), checks
+    the disruption budget against that same read, and only if the budget holds sets every server of the batch to
+    O(state) at once, then reads them back until the change is in effect.
+  - Returns, for each server of the batch, the state it replaced (RV(servers[].previous_state)) and what the load
+    balancer still had in flight to it right after the mark (RV(servers[].in_flight_at_mark), HAProxy C(scur) + C(qcur)),
+    and the moment the load balancer stopped sending (RV(marked_at)), which M(modelops.shutdown.model_drain) and
+    M(modelops.shutdown.host_shutdown) take as O(modelops.shutdown.model_drain#module:since).
+  - A batch the budget refuses is not touched. A mark that does not take effect within O(verify_timeout) is put back to
+    the previous states before the module fails. A member whose state cannot be read makes the budget fail closed.
+  - O(state=restore) puts each server of the batch back to the state given in O(restore_states) (what an earlier call
+    returned as RV(servers[].previous_state)); O(state=ready) puts them back into service, and with
+    O(available_timeout) waits until HAProxy reports them serving (health checks passing).
+author:
+  - modelops.shutdown contributors (@modelops)
+extends_documentation_fragment:
+  - modelops.shutdown.attributes
+attributes:
+  check_mode:
+    support: full
+    details: Reads the pool and checks the budget; changes nothing and reports what would change.
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+    details: Servers already in the requested state are not sent anything.
+options:
+  state:
+    description:
+      - V(draining) lets in-flight requests finish and sends no new ones; V(maintenance) also stops persistent
+        (sticky) clients; V(ready) puts the servers back into service; V(restore) puts back O(restore_states).
+      - The disruption budget is checked for V(draining) and V(maintenance) only.
+    type: str
+    required: true
+    choices: [draining, maintenance, ready, restore]
+  name:
+    description:
+      - The load balancer's name, used in messages and as the first part of pool names (C(<name>/<backend>)), as the
+        O(min_available) keys and M(modelops.shutdown.disruption_budget) name them.
+    type: str
+    required: true
+  members:
+    description:
+      - Every server of the pools this load balancer serves that the budget counts, the batch's included.
+      - Each entry is a dict with C(host) (the inventory name of the model host) and exactly one of C(haproxy),
+        C(consul), C(http) or C(file), whose value takes the options of the same name of
+        M(modelops.shutdown.model_health_state) and is validated with that module's argument spec.
+    type: list
+    elements: dict
+    required: true
+  batch:
+    description:
+      - Inventory names of the hosts to change. Every one must have an entry in O(members).
+    type: list
+    elements: str
+    required: true
+  min_available:
+    description:
+      - How many servers of each pool must stay available (ready and UP) after the batch is taken out - a count
+        (V(2)), a percentage of the pool (V(50%), rounded up), or a dict of pool name to either with a C(default) key.
+      - V(0) turns the budget off.
+    type: raw
+    default: 0
+  restore_states:
+    description:
+      - With O(state=restore), the state each host of the batch is put back to (host name to V(ready), V(draining) or
+        V(maintenance)).
+    type: dict
+  verify_timeout:
+    description: Seconds the load balancer has to report the new state of every server of the batch.
+    type: float
+    default: 10
+  verify_interval:
+    description: Seconds between two reads while verifying.
+    type: float
+    default: 0.5
+  available_timeout:
+    description:
+      - With O(state=ready) or O(state=restore), also wait up to this many seconds for every server put back to
+        V(ready) to be serving (HAProxy status C(UP)). V(0) does not wait.
+    type: float
+    default: 0
+  expect_serving:
+    description:
+      - With O(available_timeout), the hosts whose servers must be serving again; the others (for example a host that
+        became unreachable, which HAProxy rightly reports C(DOWN)) are only put back to their state. Default all hosts
+        of O(batch).
+    type: list
+    elements: str
+seealso:
+  - module: modelops.shutdown.model_health_state
+  - module: modelops.shutdown.host_shutdown
+  - module: modelops.shutdown.lb_pool_state
+'''
+
+EXAMPLES = r'''
+- name: Drain the batch on lb1, within the budget, in one call
+  modelops.shutdown.lb_batch_state:
+    name: lb1
+    state: draining
+    members:
+      - {host: gpu-01, haproxy: {socket: /run/haproxy/admin.sock, backend: models, server: gpu-01}}
+      - {host: gpu-02, haproxy: {socket: /run/haproxy/admin.sock, backend: models, server: gpu-02}}
+      - {host: gpu-03, haproxy: {socket: /run/haproxy/admin.sock, backend: models, server: gpu-03}}
+    batch: [gpu-01]
+    min_available: 2
+  delegate_to: lb1
+  register: marked
+
+- name: Put back exactly what the mark replaced
+  modelops.shutdown.lb_batch_state:
+    name: lb1
+    state: restore
+    members: "{{ marked.servers | map(attribute='host') | map('extract', hostvars, 'my_lb_entry') | list }}"
+    batch: "{{ marked.servers | map(attribute='host') | list }}"
+    restore_states: "{{ dict(marked.servers | map(attribute='host') | zip(marked.servers | map(attribute='previous_state'))) }}"
+  delegate_to: lb1
+'''
+
+RETURN = r'''
+lb:
+  description: The load balancer's name (O(name)).
+  returned: always
+  type: str
+  sample: lb1
+state:
+  description: The requested state.
+  returned: always
+  type: str
+  sample: draining
+refused:
+  description: Whether the disruption budget refused the batch (then nothing was changed).
+  returned: always
+  type: bool
+  sample: false
+budget:
+  description:
+    - One record per pool, as M(modelops.shutdown.disruption_budget) returns them, from the read the mark was made on.
+      Empty when the budget is off or the state does not take servers out.
+  returned: always
+  type: list
+  elements: dict
+  sample:
+    - {pool: lb1/models, size: 3, available: 3, taking: 1, remaining: 2, required: 2, ok: true, unknown: []}
+servers:
+  description: One record per server of the batch.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    host:
+      description: Inventory name of the model host.
+      type: str
+      sample: gpu-01
+    kind:
+      description: Adapter kind (haproxy, consul, http, file).
+      type: str
+      sample: haproxy
+    target:
+      description: What was changed, in words.
+      type: str
+      sample: HAProxy server models/gpu-01 (runtime socket /run/haproxy/admin.sock)
+    state:
+      description: The state the server is in now (the previous one again when the change was put back).
+      type: str
+      sample: draining
+    previous_state:
+      description: The state the server was in before this call; V(null) when it could not be read.
+      type: str
+      sample: ready
+    previous_status:
+      description: HAProxy's operational status before the call (V(null) for other kinds).
+      type: str
+      sample: UP
+    status:
+      description: HAProxy's operational status after the call (V(null) for other kinds or when not verified).
+      type: str
+      sample: DRAIN
+    changed:
+      description: Whether this call changed the server's state (and left it changed).
+      type: bool
+      sample: true
+    in_flight_at_mark:
+      description: Requests the load balancer still had in flight to the server right after the mark (HAProxy
+        C(scur) + C(qcur)); V(null) where the kind cannot tell.
+      type: int
+      sample: 2
+    error:
+      description: Why reading or changing this server failed, else V(null).
+      type: str
+      sample: null
+  sample:
+    - {host: gpu-01, kind: haproxy, state: draining, previous_state: ready, changed: true, in_flight_at_mark: 2}
+started_at:
+  description: Wall-clock time (epoch seconds) the call started.
+  returned: always
+  type: float
+  sample: 1764614400.123
+marked_at:
+  description: Wall-clock time (epoch seconds) right after the last server of the batch was marked; V(null) when
+    nothing was sent (check mode, refusal, read failure).
+  returned: always
+  type: float
+  sample: 1764614400.131
+finished_at:
+  description: Wall-clock time (epoch seconds) the call ended.
+  returned: always
+  type: float
+  sample: 1764614400.640
+verify_seconds:
+  description: Seconds the verification took.
+  returned: when the change was verified
+  type: float
+  sample: 0.012
+put_back:
+  description: Servers put back after a failed mark, with the state each was put back to.
+  returned: when a mark failed after changing servers
+  type: list
+  elements: str
+  sample: [gpu-01 to ready]
+'''
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.modelops.shutdown.plugins.module_utils._budget import BudgetError
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb import adapter_errors
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            state=dict(type='str', required=True, choices=['draining', 'maintenance', 'ready', 'restore']),
+            name=dict(type='str', required=True),
+            members=dict(type='list', elements='dict', required=True),
+            batch=dict(type='list', elements='str', required=True),
+            min_available=dict(type='raw', default=0),
+            restore_states=dict(type='dict'),
+            verify_timeout=dict(type='float', default=10.0),
+            verify_interval=dict(type='float', default=0.5),
+            available_timeout=dict(type='float', default=0.0),
+            expect_serving=dict(type='list', elements='str'),
+        ),
+        required_if=[('state', 'restore', ('restore_states',))],
+        supports_check_mode=True,
+    )
+    params = module.params
+    for option, low in (('verify_timeout', 0.0), ('verify_interval', 0.01), ('available_timeout', 0.0)):
+        if not finite(params[option]) or params[option] < low:
+            module.fail_json(msg='%s must be a finite number of at least %s seconds, got %s' % (option, low, params[option]))
+    result = {'changed': False, 'lb': params['name'], 'state': params['state'], 'servers': [], 'budget': [],
+              'refused': False}
+    failure = None
+    try:
+        members = parse_members(params['members'], params['name'])
+        missing = sorted(set(params['batch']) - set(member.host for member in members))
+        if missing:
+            raise SpecError('batch names hosts with no entry in members: %s' % ', '.join(missing))
+        manager = BatchStateManager(params['name'], members, params['batch'], params['min_available'],
+                                    verify_timeout=params['verify_timeout'], verify_interval=params['verify_interval'],
+                                    available_timeout=params['available_timeout'],
+                                    expect_serving=params['expect_serving'])
+        result, failure = manager.run(params['state'], params['restore_states'], check_mode=module.check_mode,
+                                      diff_mode=module._diff)
+    except (SpecError, BudgetError) as exc:
+        failure = '%s: %s' % (params['name'], to_text(exc))
+    except adapter_errors() as exc:
+        failure = '%s: %s' % (params['name'], to_text(exc))
+    if failure:
+        module.fail_json(msg=failure, **result)
+    module.exit_json(**result)
+
+
+if __name__ == '__main__':
+    main()
