@@ -273,8 +273,9 @@ class SideBySide(Bench):
         say('   round %d, %s: %s running (log: %s)' % (number, side, PLAYBOOKS[side],
                                                        os.path.relpath(os.path.join(self.logs, name + '.log'), REPO)))
         before = set(glob.glob(os.path.join(self.reports, '**', '*.json'), recursive=True))
+        extra = ['-e', 'anchor_wait_interval=%d' % args.anchor_wait_interval] if side == 'anchor' else []
         rc, wall = self.playbook(name, PLAYBOOKS[side], '-e', 'shutdown_targets=retire',
-                                 '-e', json.dumps({'shutdown_serial': args.serial}), check=False)
+                                 '-e', json.dumps({'shutdown_serial': args.serial}), *extra, check=False)
         if rc != 0:
             self.tail(os.path.join(self.logs, name + '.log'))
         time.sleep(args.cooldown)
@@ -455,6 +456,9 @@ def parse_args(argv=None):
     parser.add_argument('--rounds', type=int, default=2, help='rounds; each runs both sides [2]')
     parser.add_argument('--forks', type=int, default=None,
                         help='ANSIBLE_FORKS for every run [the largest batch, at least 5]')
+    parser.add_argument('--anchor-wait-interval', type=int, default=5,
+                        help="the anchor's community.general.haproxy wait_interval: 5 is the module's default, what a "
+                             "user writes; 1 is a tuned anchor [5]")
     parser.add_argument('--only', choices=('both', 'ours', 'anchor'), default='both', help='sides to run [both]')
     parser.add_argument('--min-available', default='1', help='rollout_min_available for ours [1]')
     parser.add_argument('--warmup', type=float, default=4.0, help='seconds of load before each run [4]')

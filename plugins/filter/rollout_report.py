@@ -148,6 +148,12 @@ def _host_record(name, data):
         msg = (msg + '; ' if msg else '') + 'put back into service'
         if status == 'not_reached':
             status = 'put_back'
+    floor = _number(timings.get('floor_seconds'), name + '.record.timings.floor_seconds')
+    stop_seconds = _number(timings.get('stop_seconds'), name + '.record.timings.stop_seconds')
+    if in_flight and sum(in_flight) == 0 and stop_seconds is not None:
+        # Every load balancer had nothing in flight to the host at the mark: nothing was there to wait
+        # for, so the time until the first read saw 0 is the tooling's, not the floor's.
+        floor = stop_seconds
     return {
         'host': name,
         'status': status,
@@ -164,8 +170,8 @@ def _host_record(name, data):
         'in_flight_final': drain.get('in_flight_final'),
         'drained_at': iso(_epoch(drain.get('drained_at'), name + '.record.drain.drained_at')),
         'drain_seconds': _number(timings.get('drain_seconds'), name + '.record.timings.drain_seconds'),
-        'stop_seconds': _number(timings.get('stop_seconds'), name + '.record.timings.stop_seconds'),
-        'floor_seconds': _number(timings.get('floor_seconds'), name + '.record.timings.floor_seconds'),
+        'stop_seconds': stop_seconds,
+        'floor_seconds': floor,
         'started': iso(_epoch(record.get('started_at'), name + '.record.started_at')),
         'finished': iso(_epoch(record.get('finished_at'), name + '.record.finished_at')),
         'finished_at': _epoch(record.get('finished_at'), name + '.record.finished_at'),

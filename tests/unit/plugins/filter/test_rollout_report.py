@@ -453,3 +453,15 @@ else:  # pragma: no cover
     @pytest.mark.skip(reason='hypothesis is not installed (pip install hypothesis)')
     def test_any_json_like_input_raises_only_filter_errors():
         pass
+
+
+def test_floor_is_the_stop_alone_when_nothing_was_in_flight_at_the_mark():
+    batch = [mark('lb1', 0.0, 0.2, [server('gpu-1', in_flight=0), server('gpu-2', in_flight=2)])]
+    hosts = {
+        'gpu-1': {'marks': batch, 'record': done('gpu-1', 1.0, 0.6, 0.4, in_flight=0)},
+        'gpu-2': {'marks': batch, 'record': done('gpu-2', 1.0, 2.5, 0.4)},
+    }
+    records = by_host(rollout_report(hosts))
+    # Nothing in flight: the 0.6 s until the first read saw 0 is the tooling's time, not the floor's.
+    assert records['gpu-1']['drain_seconds'] == 0.6 and records['gpu-1']['floor_seconds'] == 0.4
+    assert records['gpu-2']['floor_seconds'] == 2.9

@@ -1,0 +1,87 @@
+# Copyright (c) modelops.shutdown contributors
+# GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Action plugin C(shutdown_report): build the run's record once and write it on the controller, in one task."""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+
+import jinja2
+
+from ansible.errors import AnsibleFilterError
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+from ansible.plugins.action import ActionBase
+
+from ansible_collections.modelops.shutdown.plugins.filter.rollout_report import rollout_report
+
+TEMPLATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates', 'report.md.j2')
+
+ARGUMENT_SPEC = dict(
+    hosts=dict(type='dict', required=True),
+    dest=dict(type='path', required=True),
+    name=dict(type='str'),
+    halted=dict(type='bool', default=False),
+    halt_reason=dict(type='str', default=''),
+    markdown=dict(type='bool', default=True),
+)
+
+
+def _write(path, text):
+    """Write atomically, mode 0644: a report half-written by a killed run is never left behind."""
+    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.%s.' % os.path.basename(path))
+    try:
+        with os.fdopen(handle, 'w') as stream:
+            stream.write(text)
+        os.chmod(temp, 0o644)
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise
+
+
+def render_markdown(report):
+    with open(TEMPLATE) as handle:
+        source = handle.read()
+    env = jinja2.Environment(trim_blocks=True, lstrip_blocks=False, keep_trailing_newline=True, autoescape=False)
+    return env.from_string(source).render(shutdown_report=report)
+
+
+class ActionModule(ActionBase):
+    """Runs on the controller only; never transfers anything to a host."""
+
+    TRANSFERS_FILES = False
+    _requires_connection = False
+
+    def run(self, tmp=None, task_vars=None):
+        result = super(ActionModule, self).run(tmp, task_vars)
+        validated = ArgumentSpecValidator(ARGUMENT_SPEC).validate(self._task.args)
+        if validated.error_messages:
+            return dict(result, failed=True, msg='shutdown_report: %s' % '; '.join(validated.error_messages))
+        args = validated.validated_parameters
+        try:
+            report = rollout_report(args['hosts'], mode='check' if self._task.check_mode else 'run',
+                                    halted=args['halted'], halt_reason=args['halt_reason'])
+        except AnsibleFilterError as exc:
+            return dict(result, failed=True, msg=str(exc))
+        name = args['name'] or 'shutdown-%s' % report['run_id']
+        paths = {'json': os.path.join(args['dest'], name + '.json')}
+        if args['markdown']:
+            paths['md'] = os.path.join(args['dest'], name + '.md')
+        try:
+            os.makedirs(args['dest'], mode=0o755, exist_ok=True)
+            _write(paths['json'], json.dumps(report, indent=4, sort_keys=True) + '\n')
+            if args['markdown']:
+                _write(paths['md'], render_markdown(report))
+        except (OSError, jinja2.TemplateError) as exc:
+            return dict(result, failed=True, msg='shutdown_report: could not write the report to %s: %s. Check that '
+                        'the directory is writable on the controller, or set report_dir.' % (args['dest'], exc),
+                        report=report)
+        totals = report['totals']
+        summary = '%d host(s): %s; %s' % (
+            totals['hosts'], ', '.join('%d %s' % (count, status) for status, count in sorted(totals['by_status'].items())),
+            ('HALTED: %s' % report['halt_reason']) if report['halted'] else 'not halted')
+        return dict(result, changed=False, paths=paths, summary=summary, report=report,
+                    msg='report: %s%s' % (paths['json'], ' (and .md)' if args['markdown'] else ''))
