@@ -299,7 +299,7 @@ class Bench:
                 'duration_seconds': batch['duration_seconds'],
                 'floor_seconds': batch['floor_seconds'],
                 'overhead_seconds': batch['overhead_seconds'],
-                'in_flight_at_wait_start': sum(h.get('in_flight_at_drain_start') or 0 for h in hosts.values()),
+                'in_flight_at_mark': sum(h.get('in_flight_at_mark') or 0 for h in hosts.values()),
                 'longest_drain_seconds': max(drains) if drains else None,
                 'service_floor_seconds': round(max(service), 3) if service else None,
             })
@@ -356,10 +356,10 @@ def show(result):
                                                seconds(batch['duration_seconds']), seconds(batch['floor_seconds']),
                                                seconds(batch['overhead_seconds']),
                                                seconds(batch['longest_drain_seconds']),
-                                               batch['in_flight_at_wait_start'],
+                                               batch['in_flight_at_mark'],
                                                seconds(batch['service_floor_seconds'])))
     say('  floor: longest (in-flight wait + stop) of the batch, from the report; overhead = duration - floor')
-    say('  drain max: longest drain (mark + propagation + wait); in flight: requests counted when the wait began')
+    say('  drain max: longest drain, counted from the mark; in flight: what HAProxy still had in flight at the mark')
     say('  svc floor: longest (service time of the last request a host was sent + stop), from the task logs')
     t = result['totals']
     say('')

@@ -55,6 +55,33 @@ PLAYBOOKS = {'anchor': 'bench/anchor.yml', 'ours': 'playbooks/shutdown.yml'}
 
 
 # -- pure helpers (tests/unit/bench/test_side_by_side.py) -------------------------------------
+INOTIFY_INSTANCES = '/proc/sys/fs/inotify/max_user_instances'
+# systemd as PID 1 takes several inotify instances per container; all containers share root's limit.
+INOTIFY_PER_CONTAINER = 16
+
+
+def ensure_inotify_instances(containers, path=INOTIFY_INSTANCES):
+    """Raise the host's inotify instance limit when the fleet needs more (the default 128 lets only ~25
+    systemd containers boot: the rest fail `systemctl is-system-running`). Returns the limit in force."""
+    need = containers * INOTIFY_PER_CONTAINER + 128
+    try:
+        with open(path, encoding='ascii') as handle:
+            have = int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+    if have >= need:
+        return have
+    try:
+        with open(path, 'w', encoding='ascii') as handle:
+            handle.write('%d\n' % need)
+    except OSError as exc:
+        raise SystemExit('bench: %d systemd containers need fs.inotify.max_user_instances >= %d (it is %d) and it '
+                         'could not be raised (%s); run: sysctl -w fs.inotify.max_user_instances=%d'
+                         % (containers, need, have, exc, need))
+    say('   raised fs.inotify.max_user_instances from %d to %d for %d systemd containers' % (have, need, containers))
+    return need
+
+
 def parse_serial(text):
     """shutdown_serial from the command line: JSON (a number, "25%", a list) or a bare 25%."""
     try:
@@ -336,6 +363,7 @@ class SideBySide(Bench):
         for line in self.ansible_settings():
             say('     ' + line)
         self.destroy('destroy-before')  # containers left by an interrupted run start in an unknown state
+        ensure_inotify_instances(args.hosts + 1)
         with socket.socket() as probe:
             if probe.connect_ex(('127.0.0.1', LB_PORT)) == 0:
                 raise SystemExit('bench: 127.0.0.1:%d is already in use; free it and re-run.' % LB_PORT)

@@ -141,3 +141,12 @@ def test_run_line_shows_dashes_for_missing_figures():
     line = sbs.run_line(run)
     assert "FAILED (exit 2)" in line and " - " in line
     assert sbs.batch_lines(run) == ["         report: none written"]
+
+
+def test_inotify_limit_raised_only_when_the_fleet_needs_more(tmp_path):
+    limit = tmp_path / 'max_user_instances'
+    limit.write_text('8192\n')
+    assert sbs.ensure_inotify_instances(49, path=str(limit)) == 8192
+    limit.write_text('128\n')
+    assert sbs.ensure_inotify_instances(49, path=str(limit)) == 49 * 16 + 128
+    assert int(limit.read_text()) == 49 * 16 + 128

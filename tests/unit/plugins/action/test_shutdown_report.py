@@ -1,0 +1,65 @@
+"""shutdown_report action plugin: one task writes the JSON and Markdown records on the controller."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from unittest import mock
+
+from ansible.playbook.task import Task
+
+from ansible_collections.modelops.shutdown.plugins.action.shutdown_report import ActionModule, render_markdown
+from ansible_collections.modelops.shutdown.plugins.filter.rollout_report import rollout_report
+from ansible_collections.modelops.shutdown.tests.unit.plugins.filter.test_rollout_report import REFUSAL, fleet
+
+
+def run_action(args, check_mode=False):
+    task = Task()
+    task.args = args
+    task.check_mode = check_mode
+    action = ActionModule(task, mock.MagicMock(), mock.MagicMock(), loader=None, templar=None, shared_loader_obj=None)
+    with mock.patch('ansible.plugins.action.ActionBase.run', return_value={}):
+        return action.run(task_vars={})
+
+
+def test_writes_json_and_markdown_atomically_with_their_modes(tmp_path):
+    dest = tmp_path / 'reports' / 'nested'
+    result = run_action({'hosts': fleet(), 'dest': str(dest), 'halted': True, 'halt_reason': REFUSAL})
+    assert not result.get('failed'), result
+    assert result['changed'] is False
+    written = json.loads(open(result['paths']['json']).read())
+    assert written == result['report'] and written['halted'] is True and written['mode'] == 'run'
+    assert os.path.basename(result['paths']['json']) == 'shutdown-%s.json' % written['run_id']
+    markdown = open(result['paths']['md']).read()
+    assert 'HALTED' in markdown and 'gpu-1' in markdown and 'no task log' in markdown
+    assert stat.S_IMODE(os.stat(result['paths']['json']).st_mode) == 0o644
+    assert stat.S_IMODE(os.stat(str(dest)).st_mode) & 0o777 == 0o755
+    assert sorted(os.listdir(str(dest))) == sorted(os.path.basename(p) for p in result['paths'].values())
+    assert 'HALTED' in result['summary']
+
+
+def test_check_mode_is_recorded_and_name_is_kept(tmp_path):
+    result = run_action({'hosts': fleet(), 'dest': str(tmp_path), 'name': 'dry', 'markdown': False}, check_mode=True)
+    assert result['paths'] == {'json': str(tmp_path / 'dry.json')}
+    assert json.loads((tmp_path / 'dry.json').read_text())['mode'] == 'check'
+
+
+def test_bad_input_fails_with_where_not_a_traceback(tmp_path):
+    result = run_action({'hosts': {'gpu-1': {'marks': 'not a list'}}, 'dest': str(tmp_path)})
+    assert result['failed'] is True and 'gpu-1.marks' in result['msg']
+    result = run_action({'dest': str(tmp_path)})
+    assert result['failed'] is True and 'hosts' in result['msg']
+
+
+def test_unwritable_destination_says_what_to_do(tmp_path):
+    blocker = tmp_path / 'file'
+    blocker.write_text('x')
+    result = run_action({'hosts': fleet(), 'dest': str(blocker / 'reports')})
+    assert result['failed'] is True and 'report_dir' in result['msg']
+
+
+def test_markdown_renders_with_plain_jinja():
+    text = render_markdown(rollout_report(fleet()))
+    assert text.startswith('# Model-serving shutdown rollout: run')
+    assert '| 1 | gpu-2, gpu-1 |' in text
