@@ -227,7 +227,7 @@ class BatchStateManager(object):
                 'previous_state': None if seen.get('failed') else seen['state'],
                 'previous_status': seen.get('status'),
                 'changed': not seen.get('failed') and seen['state'] != target,
-                'in_flight_at_mark': None, 'error': seen.get('msg'),
+                'in_flight_at_mark': None, 'marked_at': None, 'error': seen.get('msg'),
             })
         result['servers'] = servers
         if diff_mode:
@@ -275,6 +275,8 @@ class BatchStateManager(object):
         # From here the load balancer sends nothing new to the marked servers.
         marked_at = self.wall()
         result['marked_at'] = round(marked_at, 3)
+        for server in servers:
+            server['marked_at'] = result['marked_at']
         verified = None
         if not errors:
             verified = self._verify(targets, want_available=self.available_timeout > 0)

@@ -196,6 +196,11 @@ servers:
         C(scur) + C(qcur)); V(null) where the kind cannot tell.
       type: int
       sample: 2
+    marked_at:
+      description: When the load balancer stopped sending to this server (RV(marked_at) of this call); V(null) when
+        nothing was sent.
+      type: float
+      sample: 1764614400.131
     error:
       description: Why reading or changing this server failed, else V(null).
       type: str

@@ -161,8 +161,9 @@ def test_budget_holds_every_batch_server_marked_in_one_read():
     a, b = result['servers']
     assert a == {'host': 'a', 'kind': 'file', 'target': 'fake server a', 'state': 'draining',
                  'previous_state': 'ready', 'previous_status': None, 'status': None, 'changed': True,
-                 'in_flight_at_mark': 5, 'error': None}
+                 'in_flight_at_mark': 5, 'marked_at': result['marked_at'], 'error': None}
     assert (b['previous_state'], b['changed'], b['in_flight_at_mark']) == ('ready', True, 2)
+    assert result['marked_at'] is not None and b['marked_at'] == result['marked_at']
     # The budget was checked on the read the mark was made on.
     [pool] = result['budget']
     assert (pool['pool'], pool['size'], pool['available'], pool['taking'], pool['remaining'], pool['required'],
@@ -211,6 +212,7 @@ def test_budget_refused_nothing_set_message_names_the_pool():
     assert rig.sets() == [] and rig.states() == dict.fromkeys('abcd', 'ready')
     assert result['refused'] is True and result['changed'] is False
     assert result['marked_at'] is None and result['finished_at'] == EPOCH and 'verify_seconds' not in result
+    assert all(server['marked_at'] is None for server in result['servers'])
     assert failure.startswith('Batch refused by the disruption budget on lb1, nothing was touched: ')
     assert ('pool lb1: taking out 3 of 4 available servers (a, b, c) would leave 1 available, below min_available=2'
             in failure)
@@ -503,7 +505,7 @@ def test_haproxy_pool_read_whole_marked_verified(fake):
     assert server == {'host': 'gpu-5', 'kind': 'haproxy',
                       'target': 'HAProxy server models/m5 (HAProxy runtime socket %s)' % fake.path,
                       'state': 'draining', 'previous_state': 'ready', 'previous_status': 'UP', 'status': 'DRAIN',
-                      'changed': True, 'in_flight_at_mark': 0, 'error': None}
+                      'changed': True, 'in_flight_at_mark': 0, 'marked_at': result['marked_at'], 'error': None}
     [pool] = result['budget']
     assert (pool['pool'], pool['size'], pool['available'], pool['taking'], pool['remaining'], pool['ok']) == (
         'lb1/models', 5, 2, 1, 1, True)
