@@ -385,9 +385,8 @@ def show(result):
     say('== %s' % ('OK: rollout succeeded, no request lost' if result['ok'] else 'FAILED'))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    bench = Bench(args)
+def run_and_show(bench, show_result, json_path=None):
+    """Run a bench, always tear its fleet down, print and optionally save the result; the exit status."""
     started = time.monotonic()
     result = None
     try:
@@ -398,12 +397,17 @@ def main(argv=None):
     finally:
         bench.teardown()
         say('   bench took %.0f s in all' % (time.monotonic() - started))
-    show(result)
-    if args.json:
-        with open(args.json, 'w', encoding='utf-8') as handle:
+    show_result(result)
+    if json_path:
+        with open(json_path, 'w', encoding='utf-8') as handle:
             json.dump(result, handle, indent=2)
             handle.write('\n')
     return 0 if result['ok'] else 1
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    return run_and_show(Bench(args), show, args.json)
 
 
 if __name__ == '__main__':

@@ -43,7 +43,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 import rollout_floor  # noqa: E402  pylint: disable=wrong-import-position
-from rollout_floor import LB_PORT, REPO, Bench, say  # noqa: E402  pylint: disable=wrong-import-position
+from rollout_floor import LB_PORT, REPO, Bench, run_and_show, say  # noqa: E402  pylint: disable=wrong-import-position
 
 SHARED = os.path.join(REPO, 'molecule', '_shared')
 if SHARED not in sys.path:
@@ -535,23 +535,7 @@ def _terminate(signum, _frame):
 def main(argv=None):
     args = parse_args(argv)
     signal.signal(signal.SIGTERM, _terminate)
-    bench = SideBySide(args)
-    started = time.monotonic()
-    result = None
-    try:
-        result = bench.run()
-    except KeyboardInterrupt:
-        say('bench: interrupted')
-        return 130
-    finally:
-        bench.teardown()
-        say('   bench took %.0f s in all' % (time.monotonic() - started))
-    show(result)
-    if args.json:
-        with open(args.json, 'w', encoding='utf-8') as handle:
-            json.dump(result, handle, indent=2)
-            handle.write('\n')
-    return 0 if result['ok'] else 1
+    return run_and_show(SideBySide(args), show, args.json)
 
 
 if __name__ == '__main__':

@@ -15,17 +15,9 @@ from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.shutdown.plugins.filter.rollout_report import rollout_report
+from ansible_collections.modelops.shutdown.plugins.modules.shutdown_report import ARGUMENT_SPEC
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates', 'report.md.j2')
-
-ARGUMENT_SPEC = dict(
-    hosts=dict(type='dict', required=True),
-    dest=dict(type='path', required=True),
-    name=dict(type='str'),
-    halted=dict(type='bool', default=False),
-    halt_reason=dict(type='str', default=''),
-    markdown=dict(type='bool', default=True),
-)
 
 
 def _write(path, text):

@@ -94,14 +94,20 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+# The one argument spec: the action plugin validates its task's arguments with it too.
+ARGUMENT_SPEC = dict(
+    hosts=dict(type='dict', required=True),
+    dest=dict(type='path', required=True),
+    name=dict(type='str'),
+    halted=dict(type='bool', default=False),
+    halt_reason=dict(type='str', default=''),
+    markdown=dict(type='bool', default=True),
+)
+
 
 def main():
     # The work is done by the action plugin on the controller; this only answers a direct module run.
-    module = AnsibleModule(argument_spec=dict(hosts=dict(type='dict', required=True), dest=dict(type='path', required=True),
-                                              name=dict(type='str'), halted=dict(type='bool', default=False),
-                                              halt_reason=dict(type='str', default=''),
-                                              markdown=dict(type='bool', default=True)),
-                           supports_check_mode=True)
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, supports_check_mode=True)
     module.fail_json(msg='modelops.shutdown.shutdown_report runs on the controller through its action plugin; '
                          'call it as a task, not as a module on its own.')
 
