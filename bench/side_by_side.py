@@ -362,6 +362,19 @@ class SideBySide(Bench):
             'community.docker.docker (inventory)' % args.forks)
         for line in self.ansible_settings():
             say('     ' + line)
+        self.bring_up()
+
+        previous = None
+        for number, side in run_order(args.rounds, args.only):
+            if previous is not None and not self.restore(*previous):
+                break
+            self.runs.append(self.one_run(number, side))
+            previous = (number, side)
+        return self.results()
+
+    def bring_up(self):
+        """Create the fleet, wait for systemd, deploy, wait until HAProxy has every server UP."""
+        args = self.args
         self.destroy('destroy-before')  # containers left by an interrupted run start in an unknown state
         ensure_inotify_instances(args.hosts + 1)
         with socket.socket() as probe:
@@ -380,14 +393,6 @@ class SideBySide(Bench):
         if not ok:
             raise SystemExit('bench: HAProxy does not report every server UP after the deploy: %r' % (statuses,))
         say('   every server UP (%.1f s)' % waited)
-
-        previous = None
-        for number, side in run_order(args.rounds, args.only):
-            if previous is not None and not self.restore(*previous):
-                break
-            self.runs.append(self.one_run(number, side))
-            previous = (number, side)
-        return self.results()
 
     def results(self):
         args = self.args
