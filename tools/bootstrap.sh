@@ -3,7 +3,9 @@
 #   1. a virtualenv (.venv) with the pinned tools of requirements/*.txt;
 #   2. a Docker engine that answers (installs Debian's docker.io and starts dockerd when root);
 #   3. the systemd base image for the test fleet (tests/fleet/image/build.sh, cached by recipe hash);
-#   4. the offline stand-in for ansible-test's pip bootstrap script.
+#   4. the offline stand-in for ansible-test's pip bootstrap script;
+#   5. a minimal controller (.build/core-controller): ansible-core alone in a virtualenv, and a
+#      collections path with this collection and the collections requirements.yml declares only.
 # A re-run with nothing to do takes seconds. Every failure ends with one sentence saying what to do.
 set -euo pipefail
 
@@ -47,6 +49,35 @@ ensure_venv() {
   "$venv/bin/python" -m pip install -q --disable-pip-version-check -r "$repo/requirements/dev.txt" >"$log_dir/pip.log" 2>&1 \
     || die "pip could not install requirements/dev.txt (see $log_dir/pip.log); check that PyPI is reachable."
   echo "$want" >"$stamp"
+}
+
+ensure_core_controller() {
+  # ansible-core and nothing else, as on a slim AWX execution environment. The collections come from
+  # the full venv's ansible package (no Galaxy access here), only those requirements.yml names.
+  local core=$repo/.build/core-controller want name src
+  want=$( (cat "$repo/requirements/core-controller.txt" "$repo/requirements.yml"; ls -d "$venv"/lib/python3*/site-packages/ansible-*.dist-info) | sha256sum | cut -c1-16)
+  if [ -x "$core/venv/bin/ansible-playbook" ] && [ "$(cat "$core/.stamp" 2>/dev/null)" = "$want" ]; then
+    return 0
+  fi
+  say "building the minimal controller in $core (ansible-core and the declared collections only)"
+  rm -rf "$core"
+  mkdir -p "$core/collections/ansible_collections/modelops"
+  "${PYTHON:-python3}" -m venv "$core/venv" >"$log_dir/core-venv.log" 2>&1 \
+    || die "could not create $core/venv (see $log_dir/core-venv.log); install python3-venv and re-run."
+  "$core/venv/bin/python" -m pip install -q --disable-pip-version-check -r "$repo/requirements/core-controller.txt" \
+    >>"$log_dir/core-venv.log" 2>&1 || die "pip could not install requirements/core-controller.txt (see $log_dir/core-venv.log)."
+  ln -sfn "$repo" "$core/collections/ansible_collections/modelops/shutdown"
+  while read -r name; do
+    [ "$name" = modelops.shutdown ] && continue
+    src=
+    for candidate in "$venv"/lib/python3*/site-packages/ansible_collections/"${name%%.*}"/"${name#*.}"; do
+      [ -d "$candidate" ] && src=$candidate && break
+    done
+    [ -n "$src" ] || die "requirements.yml names $name, which the venv's ansible package does not carry."
+    mkdir -p "$core/collections/ansible_collections/${name%%.*}"
+    cp -a "$src" "$core/collections/ansible_collections/${name%%.*}/"
+  done < <(sed -n 's/^ *- *name: *\([a-z0-9_][a-z0-9_]*\.[a-z0-9_][a-z0-9_]*\).*/\1/p' "$repo/requirements.yml")
+  echo "$want" >"$core/.stamp"
 }
 
 docker_answers() { timeout 20 docker info >/dev/null 2>&1; }
@@ -108,6 +139,7 @@ case "$what" in
   venv) ensure_venv ;;
   docker) ensure_docker ;;
   image) ensure_docker; ensure_image ;;
-  all) ensure_venv; ensure_get_pip; ensure_tools; ensure_docker; ensure_image ;;
-  *) die "unknown step '$what' (expected venv, docker, image or all)" ;;
+  core) ensure_core_controller ;;
+  all) ensure_venv; ensure_get_pip; ensure_tools; ensure_core_controller; ensure_docker; ensure_image ;;
+  *) die "unknown step '$what' (expected venv, core, docker, image or all)" ;;
 esac

@@ -16,7 +16,8 @@ from collections.abc import Mapping
 
 KINDS = ('haproxy', 'consul', 'http', 'file')
 STATES = ('ready', 'draining', 'maintenance')
-_MIN_AVAILABLE_RE = re.compile(r'^(\d+)(%?)$')
+# At most 9 digits: a pool has far fewer members, and int() refuses strings of over 4,300 digits.
+_MIN_AVAILABLE_RE = re.compile(r'^(\d{1,9})(%?)$')
 
 
 class BudgetError(Exception):
@@ -40,7 +41,7 @@ def parse_min_available(value, where='min_available'):
     if isinstance(value, bool):
         pass
     elif isinstance(value, int):
-        if value >= 0:
+        if 0 <= value < 10 ** 9:
             return ('count', int(value))
     elif isinstance(value, str):
         match = _MIN_AVAILABLE_RE.match(value.strip())

@@ -18,6 +18,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.modelops.shutdown.plugins.module_utils import _inflight
 from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS
 
 SOURCE_NAMES = ('metrics', 'haproxy', 'connections')
 
@@ -84,6 +85,8 @@ def _check_seconds(problems, name, value, ok, rule):
         problems.append('%s must be a finite number of seconds, got %s' % (name, value))
     elif not ok(value):
         problems.append('%s must be %s, got %s' % (name, rule, value))
+    elif value > MAX_SECONDS:
+        problems.append('%s must be at most %s seconds (a week), got %s' % (name, MAX_SECONDS, value))
 
 
 def _check_port(problems, name, value, required):
@@ -97,6 +100,10 @@ def check_params(params):
     """Range checks the argument spec cannot express: a list of problems, each naming the option and the allowed range."""
     params = _with_defaults(argument_spec(), params)
     problems = []
+    if all(params.get(name) is None for name in SOURCE_NAMES):
+        # required_one_of counts an option given as null (metrics: null) as given; no source is no wait.
+        problems.append('no in-flight source is configured: give at least one of %s (an option given as null is not '
+                        'given) to count the requests in flight' % ', '.join(SOURCE_NAMES))
     _check_seconds(problems, 'poll_interval', params['poll_interval'], lambda v: v >= 0.1, 'at least 0.1 seconds')
     _check_seconds(problems, 'timeout', params['timeout'], lambda v: v >= 0, '0 or more seconds')
     _check_seconds(problems, 'quiet_period', params['quiet_period'], lambda v: v >= 0, '0 or more seconds')

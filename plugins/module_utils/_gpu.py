@@ -13,27 +13,38 @@ Records:
 
 Backends:
 
-* C(nvidia-smi): C(--query-gpu) and C(--query-compute-apps) in CSV. The parser takes the
-  C(noheader,nounits) form this module asks for and the header/units form (C(memory.used [MiB]),
-  C(2296 MiB)) found in captures, maps header-bearing tables by column name, and keeps a process
-  name that contains commas whole.
+* C(nvidia-smi): C(--query-gpu) and C(--query-compute-apps) in CSV with a header line
+  (C(--format=csv,nounits)). The header names the fields, so columns are mapped by name and a
+  process name that contains commas is kept whole; an output whose header lacks a queried field, or
+  a line with fewer fields than the header, is unreadable (C(GpuError(kind='unparseable'))), never
+  guessed. The C(noheader) form is read too, when it has exactly the queried number of fields.
 * C(nvml): the C(pynvml) bindings (package C(nvidia-ml-py)), imported only when used.
-* C(rocm-smi): C(rocm-smi --showmeminfo vram --showpids --showproductname --showuniqueid --json).
-  rocm-smi reports per process the number of GPUs it uses, not which, so C(gpu_index) is C(None).
+* C(amd-smi) (ROCm 6.4 and later; it replaces rocm-smi): C(amd-smi metric --mem-usage --json) for
+  each GPU's VRAM and C(amd-smi process --json) for the processes, with VRAM per process
+  (C(memory_usage.vram_mem)) and the index of the GPU amd-smi lists it under.
+* C(rocm-smi): C(rocm-smi --showmeminfo vram --showproductname --showuniqueid --json) for the GPUs
+  and the text table of C(rocm-smi --showpids) for the processes: rocm-smi's JSON has no way to say
+  "no process" (it leaves the message out), so JSON without process entries is unknown, never
+  "released". rocm-smi reports per process the number of GPUs it uses, not which, so C(gpu_index)
+  is C(None).
 * C(proc): a scan of C(/proc/*/fd) for open device nodes (C(/dev/nvidia*), C(/dev/kfd)). Needs no
   vendor tool; root is needed to read other users' fds, and processes it could not read are
-  reported, never guessed.
+  reported, never guessed. A C(/proc) that cannot be listed is an error.
+
+A backend that cannot tell which processes hold a GPU raises C(GpuError); callers report that as
+unknown, never as released.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import re
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
 
-BACKENDS = ('nvidia-smi', 'nvml', 'rocm-smi', 'proc')
+BACKENDS = ('nvidia-smi', 'nvml', 'amd-smi', 'rocm-smi', 'proc')
 
 MIB = 1024 * 1024
 
@@ -80,6 +91,9 @@ NVIDIA_SMI_RC = {
     255: ('internal_error', 'other error or internal driver error', 'check dmesg and the driver installation'),
 }
 
+# ASCII digits only: str.isdigit() also accepts '\u00b2' and the like, which int() refuses.
+_DECIMAL = re.compile(r'^[0-9]+$')
+
 _NA_WORDS = ('n/a', 'not supported', 'unknown error', 'insufficient permissions', 'unknown')
 
 
@@ -118,7 +132,7 @@ def _to_int(value, what, line, source):
     except ValueError:
         try:
             return int(float(text))
-        except ValueError:
+        except (ValueError, OverflowError):
             raise GpuError('%s printed an unreadable %s %r in line %r' % (source, what, value, line), kind='unparseable')
 
 
@@ -130,10 +144,13 @@ def _normalize_header(field):
 def parse_nvidia_csv(text, columns, free_column, source='nvidia-smi'):
     """Rows of an nvidia-smi CSV table as dicts keyed by C(columns).
 
-    With a header line (C(--format=csv)), columns are found by name, so extra columns are fine.
-    Without one (C(noheader)), the fields are C(columns) in order. nvidia-smi does not quote, so a
-    row with more fields than the table has is a C(free_column) value (a process name) containing
-    commas: the surplus is joined back into it. Raises C(GpuError(kind='unparseable')).
+    With a header line (C(--format=csv)), the header names the fields: columns are found by name,
+    so a table with other columns as well is read right, and a header without one of C(columns) is
+    an error. nvidia-smi does not quote, so a row with more fields than the header is a
+    C(free_column) value (a process name) containing commas: the surplus is joined back into it; a
+    row with fewer is an error. Without a header (C(noheader)) nothing says which field is which, so
+    every row must have exactly C(len(columns)) fields, in that order: more or fewer is an error (a
+    different field list cannot be told from commas in a name). Raises C(GpuError(kind='unparseable')).
     """
     lines = [line.rstrip('\r') for line in text.splitlines() if line.strip()]
     if not lines:
@@ -144,19 +161,24 @@ def parse_nvidia_csv(text, columns, free_column, source='nvidia-smi'):
         width = len(header)
         free_pos = header.index(free_column)
         lines = lines[1:]
-    elif any(col in header for col in columns) and not header[0].isdigit():
-        raise GpuError('%s printed a CSV header without the columns %s: %r'
-                       % (source, ', '.join(c for c in columns if c not in header), lines[0][:300]), kind='unparseable')
+        has_header = True
+    elif any(col in header for col in columns) or not _DECIMAL.match(header[0].strip()):
+        raise GpuError('%s printed %r where the CSV header of the query (%s) was expected: the queried field(s) %s are not '
+                       'in it. The output does not match the query, so it is not read'
+                       % (source, lines[0][:300], ','.join(columns), ', '.join(c for c in columns if c not in header)),
+                       kind='unparseable')
     else:
         positions = dict((col, i) for i, col in enumerate(columns))
         width = len(columns)
         free_pos = columns.index(free_column)
+        has_header = False
     rows = []
     for line in lines:
         fields = line.split(',')
-        if len(fields) < width:
-            raise GpuError('%s printed a line with %d fields where %d were expected: %r'
-                           % (source, len(fields), width, line[:300]), kind='unparseable')
+        if len(fields) < width or (len(fields) > width and not has_header):
+            raise GpuError('%s printed a line with %d fields where the %s has %d (%s): %r'
+                           % (source, len(fields), 'header' if has_header else 'query', width,
+                              ','.join(header if has_header else columns)[:300], line[:300]), kind='unparseable')
         if len(fields) > width:
             extra = len(fields) - width
             fields = fields[:free_pos] + [','.join(fields[free_pos:free_pos + extra + 1])] + fields[free_pos + extra + 1:]
@@ -168,7 +190,7 @@ def parse_nvidia_csv(text, columns, free_column, source='nvidia-smi'):
 
 
 def parse_nvidia_smi_gpus(text):
-    """GPU records from C(nvidia-smi --query-gpu=index,uuid,name,memory.used,memory.total --format=csv...)."""
+    """GPU records from C(nvidia-smi --query-gpu=index,uuid,name,memory.used,memory.total --format=csv[,nounits])."""
     gpus = []
     for row in parse_nvidia_csv(text, NVIDIA_SMI_GPU_FIELDS, 'name', 'nvidia-smi --query-gpu'):
         line = row['_line']
@@ -257,22 +279,33 @@ def _no_devices(rc, out, err):
     return rc == 6 or 'no devices were found' in ('%s %s' % (out, err)).lower()
 
 
+NVIDIA_SMI_FORMAT = '--format=csv,nounits'
+
+
 def query_nvidia_smi(run, nvidia_smi):
-    """GPUs and compute-process holders via nvidia-smi. C(run(argv)) returns C((rc, stdout, stderr))."""
-    if not os.access(nvidia_smi, os.X_OK):
-        raise GpuError('%s is not executable by this user; run the task with become: true or fix its mode' % nvidia_smi,
-                       kind='permission')
-    rc, out, err = run([nvidia_smi, '--query-gpu=%s' % ','.join(NVIDIA_SMI_GPU_FIELDS), '--format=csv,noheader,nounits'])
+    """GPUs and compute-process holders via nvidia-smi. C(run(argv)) returns C((rc, stdout, stderr)).
+
+    Both queries ask for a header line (C(NVIDIA_SMI_FORMAT)), so the output's fields are checked
+    against the query by name.
+    """
+    try:
+        executable = os.access(nvidia_smi, os.X_OK)
+    except (ValueError, TypeError) as exc:  # a NUL byte in the path
+        raise GpuError('%r cannot be a path to nvidia-smi: %s' % (nvidia_smi, exc), kind='tool_missing')
+    if not executable:
+        raise GpuError('%s is not executable by this user (or does not exist); run the task with become: true, fix its '
+                       'mode, or set nvidia_smi_path' % nvidia_smi, kind='permission')
+    rc, out, err = run([nvidia_smi, '--query-gpu=%s' % ','.join(NVIDIA_SMI_GPU_FIELDS), NVIDIA_SMI_FORMAT])
     if rc != 0 or 'no devices were found' in (out or '').lower():
         if _no_devices(rc, out, err):
             return {'gpus': [], 'holders': [], 'denied': [],
                     'message': 'nvidia-smi found no NVIDIA GPU (rc %s: %s)' % (rc, ' '.join((out or err or '').split())[:200])}
         raise nvidia_smi_error(rc, out, err, nvidia_smi)
     gpus = parse_nvidia_smi_gpus(out)
-    rc, out, err = run([nvidia_smi, '--query-compute-apps=%s' % ','.join(NVIDIA_SMI_APP_FIELDS), '--format=csv,noheader,nounits'])
+    rc, out, err = run([nvidia_smi, '--query-compute-apps=%s' % ','.join(NVIDIA_SMI_APP_FIELDS), NVIDIA_SMI_FORMAT])
     if rc != 0:
         raise nvidia_smi_error(rc, out, err, nvidia_smi)
-    if 'no running processes found' in (out or '').lower():
+    if (out or '').strip().lower().rstrip('.') == 'no running processes found':
         out = ''
     holders = parse_nvidia_smi_apps(out)
     known = set(g['uuid'] for g in gpus)
@@ -384,7 +417,10 @@ def query_nvml(nvml, proc_root=None):
 
 # ------------------------------------------------------------------------------------------ rocm-smi
 
-ROCM_SMI_ARGS = ('--showmeminfo', 'vram', '--showpids', '--showproductname', '--showuniqueid', '--json')
+# The GPUs (JSON) and the processes (text: only the text form says "No KFD PIDs currently running").
+ROCM_SMI_ARGS = ('--showmeminfo', 'vram', '--showproductname', '--showuniqueid', '--json')
+ROCM_SMI_PIDS_ARGS = ('--showpids',)
+ROCM_SMI_NO_PIDS = 'No KFD PIDs currently running'
 
 
 def _bytes_to_mib(value):
@@ -393,7 +429,7 @@ def _bytes_to_mib(value):
         return None
     try:
         return int(round(int(value) / float(MIB)))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -404,23 +440,39 @@ def _first(card, keys):
     return None
 
 
-def parse_rocm_smi_json(text):
-    """GPU and holder records from C(rocm-smi ... --json) output.
-
-    Cards are C(cardN) objects (C(VRAM Total Memory (B)), C(VRAM Total Used Memory (B)),
-    C(Card series)/C(Card Series)/C(Device Name), C(Unique ID)); processes are C(system) keys
-    C(PID<n>) with value C("name, gpu count, vram bytes, sdma, cu occupancy"). Text before the
-    JSON object (warnings) is skipped.
-    """
-    start = text.find('{')
-    if start < 0:
-        raise GpuError('rocm-smi printed no JSON: %r' % text.strip()[:300], kind='unparseable')
+def _load_json(text, source):
+    """The JSON value in C(text) (text before the first C({) or C([), such as warnings, is skipped)."""
+    text = text or ''
+    starts = [i for i in (text.find('{'), text.find('[')) if i >= 0]
+    if not starts:
+        raise GpuError('%s printed no JSON: %r' % (source, text.strip()[:300]), kind='unparseable')
+    start = min(starts)
     try:
         data, dummy = json.JSONDecoder().raw_decode(text[start:])
     except ValueError as exc:
-        raise GpuError('rocm-smi printed JSON that does not parse (%s): %r' % (exc, text[start:start + 300]), kind='unparseable')
+        raise GpuError('%s printed JSON that does not parse (%s): %r' % (source, exc, text[start:start + 300]),
+                       kind='unparseable')
+    except RecursionError:
+        raise GpuError('%s printed JSON nested too deeply to read: %r' % (source, text[start:start + 100]), kind='unparseable')
+    return data
+
+
+def parse_rocm_smi_json(text, strict=False):
+    """GPU and holder records from C(rocm-smi ... --json) output: C((gpus, holders)).
+
+    Cards are C(cardN) objects (C(VRAM Total Memory (B)), C(VRAM Total Used Memory (B)),
+    C(Card series)/C(Card Series)/C(Device Name), C(Unique ID)); processes are C(system) keys
+    C(PID<n>) with value C("name, gpu count, vram bytes, sdma, cu occupancy") (C(--showpids)). Text
+    before the JSON object (warnings) is skipped.
+
+    An empty C(holders) does not mean "no process": rocm-smi prints nothing in JSON for "No KFD PIDs
+    currently running" (and nothing at all without C(--showpids)), so such JSON cannot tell "no
+    process" from "process information missing". With C(strict=True), C(holders) is C(None) then.
+    C(query_rocm_smi) takes the processes from C(parse_rocm_smi_showpids) instead.
+    """
+    data = _load_json(text, 'rocm-smi')
     if not isinstance(data, dict):
-        raise GpuError('rocm-smi printed JSON that is not an object: %r' % text[start:start + 300], kind='unparseable')
+        raise GpuError('rocm-smi printed JSON that is not an object: %r' % (text or '').strip()[:300], kind='unparseable')
     gpus = []
     holders = []
     for key in sorted(data, key=lambda k: (len(k), k)):
@@ -431,8 +483,8 @@ def parse_rocm_smi_json(text):
                 'index': int(match.group(1)),
                 'uuid': _first(card, ('Unique ID', 'UUID')),
                 'name': _first(card, ('Card series', 'Card Series', 'Device Name', 'Card model', 'Card Model')),
-                'memory_used_mib': _bytes_to_mib(card.get('VRAM Total Used Memory (B)')),
-                'memory_total_mib': _bytes_to_mib(card.get('VRAM Total Memory (B)')),
+                'memory_used_mib': _bytes_to_mib(str(card.get('VRAM Total Used Memory (B)', ''))),
+                'memory_total_mib': _bytes_to_mib(str(card.get('VRAM Total Memory (B)', ''))),
             })
     system = data.get('system')
     if isinstance(system, dict):
@@ -449,51 +501,246 @@ def parse_rocm_smi_json(text):
                 'gpu_index': None,
             })
     holders.sort(key=lambda h: h['pid'])
-    return gpus, holders
+    return gpus, (holders or None) if strict else holders
 
 
 def parse_rocm_smi_showpids(text):
-    """Holder records from the text table of C(rocm-smi --showpids) (KFD processes)."""
+    """Holder records from the text table of C(rocm-smi --showpids) (KFD processes).
+
+    An output with neither the C(PID ... PROCESS NAME ...) table nor C(No KFD PIDs currently
+    running) is unreadable (C(GpuError(kind='unparseable'))): it never reads as "no process".
+    """
     holders = []
     in_table = False
-    for line in text.splitlines():
+    said_none = False
+    for line in (text or '').splitlines():
         stripped = line.strip()
         if not stripped:
+            continue
+        if ROCM_SMI_NO_PIDS.lower() in stripped.lower():
+            said_none = True
             continue
         if stripped.startswith('PID') and 'PROCESS NAME' in stripped:
             in_table = True
             continue
         if not in_table:
             continue
-        if stripped.startswith('=') or 'No KFD PIDs' in stripped:
+        if stripped.startswith('='):
             break
         fields = stripped.split()
-        if len(fields) < 6 or not fields[0].isdigit():
+        if len(fields) < 6 or not _DECIMAL.match(fields[0]):
             raise GpuError('rocm-smi --showpids printed an unreadable process line: %r' % stripped[:300], kind='unparseable')
         holders.append({
             'pid': int(fields[0]),
             'name': ' '.join(fields[1:-4]),
-            'used_mib': _bytes_to_mib(fields[-3]) if fields[-3].isdigit() else None,
+            'used_mib': _bytes_to_mib(fields[-3]) if _DECIMAL.match(fields[-3]) else None,
             'gpu_uuid': None,
             'gpu_index': None,
         })
+    if not in_table and not said_none:
+        raise GpuError('rocm-smi --showpids printed neither a KFD process table nor %r, so which processes hold a GPU is '
+                       'unknown (it said: %s)' % (ROCM_SMI_NO_PIDS, ' '.join((text or '').split())[:300] or 'nothing'),
+                       kind='unparseable')
     return holders
 
 
-def query_rocm_smi(run, rocm_smi):
-    rc, out, err = run([rocm_smi] + list(ROCM_SMI_ARGS))
+def _amd_tool_error(tool, rc, out, err):
     said = ' '.join(('%s %s' % (err or '', out or '')).split())
-    if 'driver not initialized' in said.lower() or 'amdgpu not found' in said.lower():
-        raise GpuError('%s: the amdgpu driver is not loaded (it said: %s). What to do: load the amdgpu module, '
-                       'or use backend: proc if this host has no usable AMD GPU' % (rocm_smi, said[:300]),
-                       kind='driver_not_loaded', rc=rc)
+    low = said.lower()
+    if 'driver not initialized' in low or 'amdgpu not found' in low or 'driver_not_loaded' in low \
+            or 'driver not loaded' in low:
+        return GpuError('%s: the amdgpu driver is not loaded (it said: %s). What to do: load the amdgpu module, '
+                        'or use backend: proc if this host has no usable AMD GPU' % (tool, said[:300]),
+                        kind='driver_not_loaded', rc=rc)
     if rc != 0:
-        kind = 'permission' if 'permission' in said.lower() else 'tool_failed'
-        raise GpuError('%s exited with rc %s (it said: %s). What to do: %s'
-                       % (rocm_smi, rc, said[:300], 'run the task with become: true' if kind == 'permission'
-                          else 'check the ROCm installation, or use backend: proc'), kind=kind, rc=rc)
-    gpus, holders = parse_rocm_smi_json(out)
+        kind = 'permission' if 'permission' in low else 'tool_failed'
+        return GpuError('%s exited with rc %s (it said: %s). What to do: %s'
+                        % (tool, rc, said[:300] or 'nothing', 'run the task with become: true' if kind == 'permission'
+                           else 'check the ROCm installation, or use backend: proc'), kind=kind, rc=rc)
+    return None
+
+
+def query_rocm_smi(run, rocm_smi):
+    """GPUs (C(rocm-smi ... --json)) and KFD processes (C(rocm-smi --showpids), text) via rocm-smi."""
+    rc, out, err = run([rocm_smi] + list(ROCM_SMI_ARGS))
+    error = _amd_tool_error(rocm_smi, rc, out, err)
+    if error:
+        raise error
+    gpus, dummy = parse_rocm_smi_json(out)
+    rc, out, err = run([rocm_smi] + list(ROCM_SMI_PIDS_ARGS))
+    error = _amd_tool_error(rocm_smi, rc, out, err)
+    if error:
+        raise error
+    holders = parse_rocm_smi_showpids(out)
     return {'gpus': gpus, 'holders': holders, 'denied': [], 'message': None}
+
+
+# ------------------------------------------------------------------------------------------- amd-smi
+
+AMD_SMI_METRIC_ARGS = ('metric', '--mem-usage', '--json')
+AMD_SMI_PROCESS_ARGS = ('process', '--json')
+# What amd-smi puts in place of a process when a GPU has none (older versions: N/A).
+AMD_SMI_NO_PROCESS = ('no running processes detected', 'n/a')
+_UNIT_BYTES = {'': 1, 'b': 1, 'kb': 1024, 'kib': 1024, 'mb': MIB, 'mib': MIB, 'gb': 1024 * MIB, 'gib': 1024 * MIB,
+               'tb': 1024 * 1024 * MIB, 'tib': 1024 * 1024 * MIB}
+
+
+def _amd_bytes(value, what, source):
+    """Bytes from an amd-smi memory value: C({"value": N, "unit": "B"|"KB"|"MB"|"GB"}), a number (bytes),
+    or a string C("N MB"). C(None) for C(N/A). amd-smi's C(MB) are MiB (it divides by 1024 twice)."""
+    if isinstance(value, dict):
+        number = value.get('value')
+        unit = value.get('unit')
+    else:
+        number, unit = value, ''
+    if number is None or (isinstance(number, str) and _is_na(number)):
+        return None
+    if isinstance(number, str):
+        parts = number.split()
+        if len(parts) == 2 and not unit:
+            number, unit = parts
+        else:
+            number = number.strip()
+    if isinstance(unit, str) and _is_na(unit) and unit.strip():
+        unit = ''
+    factor = _UNIT_BYTES.get(str(unit or '').strip().lower())
+    if isinstance(number, bool) or factor is None:
+        raise GpuError('%s printed an unreadable %s %r' % (source, what, value), kind='unparseable')
+    try:
+        amount = float(number)
+    except (TypeError, ValueError, OverflowError):
+        raise GpuError('%s printed an unreadable %s %r' % (source, what, value), kind='unparseable')
+    if not math.isfinite(amount) or amount < 0 or amount * factor >= 2 ** 63:
+        raise GpuError('%s printed an unreadable %s %r' % (source, what, value), kind='unparseable')
+    return int(amount * factor)
+
+
+def _to_mib(amount):
+    return None if amount is None else int(round(amount / float(MIB)))
+
+
+def _amd_entries(data, source):
+    """The per-GPU objects of an amd-smi JSON answer: a list, or an object with a C(gpu_data) list."""
+    if isinstance(data, dict) and isinstance(data.get('gpu_data'), list):
+        data = data['gpu_data']
+    if not isinstance(data, list) or not all(isinstance(e, dict) for e in data):
+        raise GpuError('%s printed JSON that is not a list of per-GPU objects: %r' % (source, json.dumps(data)[:300]),
+                       kind='unparseable')
+    entries = []
+    for entry in data:
+        gpu = entry.get('gpu')
+        if isinstance(gpu, bool) or not isinstance(gpu, int) or gpu < 0:
+            raise GpuError('%s printed a GPU entry without a GPU index: %r' % (source, json.dumps(entry)[:300]),
+                           kind='unparseable')
+        entries.append(entry)
+    return entries
+
+
+def parse_amd_smi_metric(text):
+    """GPU records from C(amd-smi metric --mem-usage --json) (also the full C(amd-smi metric --json)).
+
+    Memory comes from C(mem_usage.used_vram) and C(total_vram); C(uuid) and C(name) are C(None)
+    (this command does not print them); the PCI address (C(bus.bdf)) is kept when printed.
+    """
+    source = 'amd-smi metric'
+    gpus = []
+    for entry in _amd_entries(_load_json(text, source), source):
+        mem = entry.get('mem_usage')
+        mem = mem if isinstance(mem, dict) else {}
+        bus = entry.get('bus') if isinstance(entry.get('bus'), dict) else {}
+        gpus.append({
+            'index': entry['gpu'],
+            'uuid': None,
+            'name': _na_to_none(str(bus['bdf'])) if bus.get('bdf') else None,
+            'memory_used_mib': _to_mib(_amd_bytes(mem.get('used_vram'), 'used_vram', source)),
+            'memory_total_mib': _to_mib(_amd_bytes(mem.get('total_vram'), 'total_vram', source)),
+        })
+    gpus.sort(key=lambda g: g['index'])
+    return gpus
+
+
+def parse_amd_smi_process(text):
+    """Holder records from C(amd-smi process --json): C((holders, gpu_indices)).
+
+    The answer is a list of C({"gpu": N, "process_list": [{"process_info": {...}}]}); a GPU without
+    a process has the one entry C({"process_info": "No running processes detected"}) (C("N/A") in
+    older versions) or an empty list. Each process gives C(pid), C(name) (C(N/A), a name amd-smi
+    could not read, is C(None)) and its VRAM, C(memory_usage.vram_mem) (else C(mem_usage)); the GPU
+    is the one it is listed under. amd-smi may list a process under every GPU (it reports the
+    process's total, not a per-GPU share). Anything else, such as a process without a pid or
+    another message in place of a process, raises C(GpuError(kind='unparseable')).
+    """
+    source = 'amd-smi process'
+    holders = []
+    indices = []
+    seen = set()
+    for entry in _amd_entries(_load_json(text, source), source):
+        gpu = entry['gpu']
+        indices.append(gpu)
+        plist = entry.get('process_list')
+        if not isinstance(plist, list):
+            raise GpuError('%s printed GPU %s without a process_list: %r' % (source, gpu, json.dumps(entry)[:300]),
+                           kind='unparseable')
+        for item in plist:
+            info = item.get('process_info') if isinstance(item, dict) else None
+            if isinstance(info, str) and info.strip().lower() in AMD_SMI_NO_PROCESS:
+                continue
+            if not isinstance(info, dict):
+                raise GpuError('%s printed %r for GPU %s where a process or %r was expected, so its processes are unknown'
+                               % (source, json.dumps(item)[:300], gpu, 'No running processes detected'),
+                               kind='unparseable')
+            pid = info.get('pid')
+            if isinstance(pid, str) and _DECIMAL.match(pid.strip()):
+                pid = int(pid)
+            if isinstance(pid, bool) or not isinstance(pid, int) or pid <= 0:
+                raise GpuError('%s printed a process on GPU %s without a usable pid: %r' % (source, gpu, json.dumps(info)[:300]),
+                               kind='unparseable')
+            usage = info.get('memory_usage') if isinstance(info.get('memory_usage'), dict) else {}
+            if 'vram_mem' in usage:
+                vram = _amd_bytes(usage['vram_mem'], 'vram_mem', source)
+            else:
+                vram = _amd_bytes(info.get('mem_usage'), 'mem_usage', source)
+            name = info.get('name')
+            name = _na_to_none(name) if isinstance(name, str) else None
+            if (pid, gpu) in seen:
+                continue
+            seen.add((pid, gpu))
+            holders.append({'pid': pid, 'name': name, 'used_mib': _to_mib(vram), 'gpu_uuid': None, 'gpu_index': gpu})
+    holders.sort(key=lambda h: (h['pid'], h['gpu_index']))
+    return holders, sorted(set(indices))
+
+
+def query_amd_smi(run, amd_smi, euid=None):
+    """GPUs (C(amd-smi metric --mem-usage --json)) and processes (C(amd-smi process --json)) via amd-smi.
+
+    amd-smi run by another user than root may list no process although other users' processes hold
+    the GPUs (it cannot read their C(/proc/<pid>/fd); ROCm/rocm-systems#8396): an empty list is then
+    unknown (C(GpuError(kind='permission'))), not "released". C(euid) defaults to this process's.
+    """
+    rc, out, err = run([amd_smi] + list(AMD_SMI_METRIC_ARGS))
+    error = _amd_tool_error(amd_smi, rc, out, err)
+    if error:
+        raise error
+    gpus = parse_amd_smi_metric(out)
+    rc, out, err = run([amd_smi] + list(AMD_SMI_PROCESS_ARGS))
+    error = _amd_tool_error(amd_smi, rc, out, err)
+    if error:
+        raise error
+    holders, listed = parse_amd_smi_process(out)
+    known = set(g['index'] for g in gpus)
+    for index in listed:
+        if index not in known:
+            gpus.append({'index': index, 'uuid': None, 'name': None, 'memory_used_mib': None, 'memory_total_mib': None})
+    gpus.sort(key=lambda g: g['index'])
+    if euid is None:
+        euid = os.geteuid()
+    if gpus and not holders and euid != 0:
+        raise GpuError('%s lists no process on GPU(s) %s, but run by a user other than root it cannot see other users\' '
+                       'processes and lists none for them either, so whether the GPUs are free is unknown. What to do: '
+                       'run the task with become: true' % (amd_smi, ', '.join(str(g['index']) for g in gpus)),
+                       kind='permission')
+    message = None if gpus else 'amd-smi found no AMD GPU'
+    return {'gpus': gpus, 'holders': holders, 'denied': [], 'message': message}
 
 
 # ------------------------------------------------------------------------------------------ /proc scan
@@ -527,7 +774,13 @@ def scan_proc_fds(proc_root=None, device_pattern=None, ignored=PROC_SCAN_IGNORED
     pattern = re.compile(device_pattern or DEVICE_PATTERN)
     holders = []
     denied = []
-    for pid in _procs.list_pids(proc_root):
+    root = proc_root or _procs.PROC_ROOT
+    try:
+        pids = _procs.list_pids(root, strict=True)
+    except OSError as exc:
+        raise GpuError('cannot list the processes in %s (%s), so which processes hold a GPU is unknown. What to do: '
+                       'run where /proc is mounted and readable, or use a vendor backend' % (root, exc), kind='permission')
+    for pid in pids:
         if pid in skip_pids:
             continue
         fd_dir = os.path.join(proc_root or _procs.PROC_ROOT, str(pid), 'fd')
@@ -572,13 +825,16 @@ def query_proc(proc_root=None, dev_root=None, device_pattern=None, skip_pids=())
 
 def choose_backend(requested, which, nvml=None):
     """Resolve C(auto) to a backend name: nvidia-smi on PATH, else NVML if it initialises, else
-    rocm-smi on PATH, else the /proc scan. C(which(name)) returns a path or C(None)."""
+    amd-smi on PATH (it replaces rocm-smi from ROCm 6.4), else rocm-smi on PATH, else the /proc scan.
+    C(which(name)) returns a path or C(None)."""
     if requested != 'auto':
         return requested
     if which('nvidia-smi'):
         return 'nvidia-smi'
     if nvml_usable(nvml):
         return 'nvml'
+    if which('amd-smi'):
+        return 'amd-smi'
     if which('rocm-smi'):
         return 'rocm-smi'
     return 'proc'
@@ -610,7 +866,15 @@ class HolderFilter(object):
         return bool(self.pids or self.unit or self.name_regex)
 
     def refresh(self):
-        self.unit_pids = set(_procs.unit_pids(self.unit, self.proc_root)) if self.unit else set()
+        """Read the unit's cgroup members again; a C(/proc) that cannot be listed is C(GpuError) (unknown)."""
+        if not self.unit:
+            self.unit_pids = set()
+            return
+        try:
+            self.unit_pids = set(_procs.unit_pids(self.unit, self.proc_root, strict=True))
+        except OSError as exc:
+            raise GpuError('cannot list the processes in %s (%s), so which processes are in unit %s is unknown'
+                           % (self.proc_root or _procs.PROC_ROOT, exc, self.unit), kind='permission')
 
     def pid_matches(self, pid, name=None):
         if not self.has_process_filter:
@@ -720,8 +984,9 @@ def describe_blockers(result, max_memory_used_mib=None, unit=None, kill_orphans=
             parts.append('What to do: these are left over in unit %s\'s cgroup; set kill_orphans: true to SIGKILL them, '
                          'or stop them yourself' % unit)
         if others:
+            pids = sorted(set(h['pid'] for h in others))
             parts.append('What to do for PIDs %s: find their owner (ps -o pid,user,args -p PID; systemctl status PID) '
-                         'and stop it' % ', '.join(str(h['pid']) for h in others[:limit]))
+                         'and stop it' % ', '.join(str(p) for p in pids[:limit]))
     for gpu in result['over_memory']:
         used = gpu.get('memory_used_mib')
         parts.append('GPU %s (%s) %s' % (

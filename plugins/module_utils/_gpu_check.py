@@ -9,8 +9,14 @@ returns C((result, failure_msg)) instead of calling C(exit_json)/C(fail_json)::
     checker = GpuReleaseChecker(module.run_command, module.get_bin_path, module.check_mode, module.warn)
     result, failure_msg = checker.run(module.params)
 
-Every nvidia-smi and rocm-smi command runs under coreutils C(timeout) (C(TOOL_TIMEOUT) seconds)
-when that is on the PATH: C(AnsibleModule.run_command) has no timeout of its own (ansible-core 2.19).
+Every nvidia-smi, amd-smi and rocm-smi command has a deadline (C(TOOL_TIMEOUT) seconds):
+C(AnsibleModule.run_command) has no timeout of its own (ansible-core 2.19), so the command runs under
+coreutils C(timeout) when that is on the PATH, and otherwise a watchdog thread, handed the process
+through run_command's C(before_communicate_callback), terminates it (then kills it) at the deadline.
+Either way a command that ran past it raises C(GpuError(kind='tool_timeout')).
+
+Whatever cannot be known (a tool that failed, hung or printed something unreadable, a C(/proc) that
+cannot be listed) makes the result's C(state) V(unknown): never V(released).
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
@@ -46,6 +53,7 @@ def argument_spec():
     return dict(
         backend=dict(type='str', default='auto', choices=['auto'] + list(_gpu.BACKENDS)),
         nvidia_smi_path=dict(type='path'),
+        amd_smi_path=dict(type='path'),
         rocm_smi_path=dict(type='path'),
         pids=dict(type='list', elements='int'),
         unit=dict(type='str'),
@@ -77,6 +85,18 @@ def _validate(params):
             missing = [name for name in requirements if params.get(name) is None]
             if missing:
                 return '%s is %s but all of the following are missing: %s' % (key, value, ', '.join(missing))
+    for name in ('nvidia_smi_path', 'amd_smi_path', 'rocm_smi_path'):
+        value = params.get(name)
+        if value is not None and (not isinstance(value, str) or '\x00' in value):
+            return '%s must be a path without NUL bytes, got %r' % (name, value)
+        if value is not None and not value.startswith('/'):
+            # A relative name would run whatever the PATH (or the working directory) holds under that name.
+            return ('%s must be the absolute path of the %s executable (e.g. /usr/bin/%s), got %r'
+                    % (name, name[:-len('_path')].replace('_', '-'), name[:-len('_path')].replace('_', '-'), value))
+    if params.get('unit'):
+        problem = _systemd.unit_name_problem(params['unit'])
+        if problem:
+            return 'unit %r %s; give a systemd unit name such as model-server@llama.service' % (params['unit'], problem)
     for name in ('timeout', 'poll_interval'):
         value = params[name]
         if not _is_number(value) or not math.isfinite(value):
@@ -110,21 +130,60 @@ def _exec_main_pid(run_command, get_bin_path, unit, warn=None):
     return pid, props.get('ActiveState')
 
 
-def _with_deadline(run_command, get_bin_path, seconds):
-    """C(run_command) running each argv under C(timeout <seconds>) when coreutils timeout is found.
+def _timed_out(argv, seconds, how):
+    return _gpu.GpuError('%s did not finish within %gs and was stopped (%s). What to do: check dmesg for GPU errors (Xid) '
+                         'and whether the driver hangs, or use backend: proc' % (argv[0], seconds, how), kind='tool_timeout')
 
-    A command that timeout(1) stopped raises C(GpuError(kind='tool_timeout')).
+
+def _watchdog(run_command, seconds):
+    """C(run_command) with a watchdog: at the deadline the process gets SIGTERM, C(TOOL_KILL_AFTER) s later SIGKILL.
+
+    The process comes from C(run_command)'s C(before_communicate_callback) (C(AnsibleModule.run_command)
+    passes its C(Popen) object), so this needs no coreutils.
     """
-    timeout_bin = get_bin_path('timeout') if seconds else None
+    def run(argv):
+        done = threading.Event()
+        fired = []
+
+        def watch(proc):
+            if done.wait(seconds):
+                return
+            fired.append(True)
+            for stop, grace in ((proc.terminate, TOOL_KILL_AFTER), (proc.kill, None)):
+                try:
+                    stop()
+                except OSError:
+                    return
+                if grace is None or done.wait(grace):
+                    return
+
+        def arm(proc):
+            threading.Thread(target=watch, args=(proc,), name='gpu-tool-deadline', daemon=True).start()
+
+        try:
+            rc, out, err = run_command(list(argv), before_communicate_callback=arm)
+        finally:
+            done.set()
+        if fired:
+            raise _timed_out(argv, seconds, 'SIGTERM, then SIGKILL, from this module; rc %s' % rc)
+        return rc, out, err
+    return run
+
+
+def _with_deadline(run_command, get_bin_path, seconds):
+    """C(run_command) running each argv with a deadline of C(seconds): under C(timeout <seconds>) when
+    coreutils timeout is found, else under C(_watchdog()).
+
+    A command stopped at its deadline raises C(GpuError(kind='tool_timeout')).
+    """
+    timeout_bin = get_bin_path('timeout')
     if not timeout_bin:
-        return run_command
+        return _watchdog(run_command, seconds)
 
     def run(argv):
         rc, out, err = run_command([timeout_bin, '-k', str(TOOL_KILL_AFTER), '%g' % seconds] + list(argv))
         if rc in _TIMED_OUT_RC:
-            raise _gpu.GpuError('%s did not finish within %gs and was stopped (rc %s from timeout). What to do: check '
-                                'dmesg for GPU errors (Xid) and whether the driver hangs, or use backend: proc'
-                                % (argv[0], seconds, rc), kind='tool_timeout', rc=rc)
+            raise _timed_out(argv, seconds, 'rc %s from timeout' % rc)
         return rc, out, err
     return run
 
@@ -137,6 +196,12 @@ def _make_query(run_command, get_bin_path, backend, params, tool_timeout=TOOL_TI
             raise _gpu.GpuError('nvidia-smi is not on the PATH; set nvidia_smi_path, or choose another backend', kind='tool_missing')
         run = _with_deadline(run_command, get_bin_path, tool_timeout)
         return lambda: _gpu.query_nvidia_smi(run, path)
+    if backend == 'amd-smi':
+        path = params.get('amd_smi_path') or get_bin_path('amd-smi')
+        if not path:
+            raise _gpu.GpuError('amd-smi is not on the PATH; set amd_smi_path, or choose another backend', kind='tool_missing')
+        run = _with_deadline(run_command, get_bin_path, tool_timeout)
+        return lambda: _gpu.query_amd_smi(run, path)
     if backend == 'rocm-smi':
         path = params.get('rocm_smi_path') or get_bin_path('rocm-smi')
         if not path:
@@ -175,10 +240,14 @@ class GpuReleaseChecker(object):
         """Do the check. Returns C((result, failure_msg)): C(result) is what C(gpu_release_check) returns
         (C(msg) included, C(error_kind) when a GPU tool failed), plus C(started_at) and C(finished_at)
         (epoch seconds); C(failure_msg) is C(None) when the module would succeed, else its C(msg)."""
-        result = dict(changed=False, released=False, gpus=[], holders=[], killed=[], unreadable_pids=[],
+        result = dict(changed=False, released=False, state='unknown', gpus=[], holders=[], killed=[], unreadable_pids=[],
                       backend=None, waited_seconds=0.0, msg='', started_at=_now())
         failed = self._check(_with_defaults(params), result)
         result['finished_at'] = _now()
+        state = result.pop('_state', None)
+        if result.pop('argument_error', False) or result.get('error_kind'):
+            state = 'unknown'
+        result['state'] = 'released' if result['released'] else (state or 'held')
         return result, (result['msg'] if failed else None)
 
     def _check(self, params, result):
@@ -186,6 +255,7 @@ class GpuReleaseChecker(object):
         problem = _validate(params)
         if problem:
             result['msg'] = problem
+            result['argument_error'] = True
             return True
         name_regex = None
         if params['process_name']:
@@ -193,6 +263,7 @@ class GpuReleaseChecker(object):
                 name_regex = re.compile(params['process_name'])
             except re.error as exc:
                 result['msg'] = 'process_name %r is not a valid regular expression: %s' % (params['process_name'], exc)
+                result['argument_error'] = True
                 return True
 
         host = self.host or socket.gethostname()
@@ -203,6 +274,8 @@ class GpuReleaseChecker(object):
         requested = params['backend']
         if requested == 'auto' and params['nvidia_smi_path']:
             requested = 'nvidia-smi'
+        elif requested == 'auto' and params['amd_smi_path']:
+            requested = 'amd-smi'
         elif requested == 'auto' and params['rocm_smi_path']:
             requested = 'rocm-smi'
         backend = _gpu.choose_backend(requested, self.get_bin_path, _gpu.import_pynvml() if requested == 'auto' else None)
@@ -243,6 +316,7 @@ class GpuReleaseChecker(object):
             result['msg'] = ('GPU(s) %s given in gpus are not on %s (present: %s). What to do: fix the gpus option'
                              % (', '.join(last['missing_gpus']), host,
                                 ', '.join('%s (%s)' % (g['index'], g['uuid'] or g['name']) for g in last['all_gpus'])))
+            result['argument_error'] = True
             return True
 
         if polled.satisfied:
@@ -288,6 +362,10 @@ class GpuReleaseChecker(object):
                         host, ', '.join(str(p) for p in killed), unit, waited)
                     return False
 
+        # Held when a holder (or a GPU's memory over the limit) was seen; unknown when only unreadable
+        # processes or unreported memory stand in the way.
+        seen = bool(last['holders']) or any(g.get('memory_used_mib') is not None for g in last['over_memory'])
+        result['_state'] = 'held' if seen else 'unknown'
         why = _gpu.describe_blockers(last, params['max_memory_used_mib'], unit, params['kill_orphans'])
         msg = 'GPUs on %s not released after %.1fs (backend %s)%s: %s' % (
             host, waited, backend, ', even after SIGKILL of PIDs %s' % ', '.join(str(p) for p in killed) if killed else '', why)

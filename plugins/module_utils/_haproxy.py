@@ -6,6 +6,11 @@ Private to this collection. One connection per command (the runtime API's non-in
 the command is sent with a trailing newline and HAProxy closes the connection after its answer.
 Names that end up in a command are checked first by C(validate_name), so a backend or server
 name can never smuggle a second command (C(;) or a newline) into the socket.
+
+Answers are checked, not trusted: the timeout bounds the whole exchange, every answer must end with
+the empty line HAProxy ends each answer with (else it was cut off), and the parsers check the shape
+of C(show stat) and C(show servers state) (header, field count of every row) instead of padding or
+guessing.
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ import socket
 import time
 
 from ansible.module_utils.common.text.converters import to_bytes, to_text
+
+from ansible_collections.modelops.shutdown.plugins.module_utils._http import host_problem
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import seconds_problem
 
 SERVER_STATES = ('ready', 'drain', 'maint')
 
@@ -44,6 +52,14 @@ class HAProxyConnectionError(HAProxyError):
     """The runtime API could not be reached or did not answer in time (as opposed to an answer that says no)."""
 
 
+class HAProxyIncompleteError(HAProxyConnectionError):
+    """The answer is empty or lacks the empty line HAProxy ends every answer with: the connection closed early."""
+
+
+class HAProxyUnsupportedError(HAProxyError):
+    """This HAProxy does not know the command (it answered C(Unknown command...))."""
+
+
 def validate_name(kind, value):
     """Refuse a backend or server name that could inject a runtime API command.
 
@@ -68,74 +84,103 @@ def _first_line(text):
     return ''
 
 
+def _excerpt(line, limit=120):
+    return line if len(line) <= limit else line[:limit - 3] + '...'
+
+
+def _content_lines(text, what, expected):
+    """The lines of an answer without the blank lines around it; raises C(HAProxyError) if there are none
+    or if a blank line sits in the middle (two answers, or a garbled one)."""
+    lines = to_text(text, errors='surrogate_or_replace').splitlines()
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise HAProxyError('got an empty answer to "%s", expected %s' % (what, expected))
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            raise HAProxyError('the answer to "%s" has an empty line in the middle (line %d), expected %s without one'
+                               % (what, number, expected))
+    return lines
+
+
 def parse_stat_csv(text):
     """Parse C(show stat) CSV output into a list of dicts keyed by the header names.
 
-    The header line starts with C(# ); blank lines before it (older versions) and after the last
-    row are ignored. Empty column names (the trailing comma) are dropped; short rows are padded
-    with empty strings. Empty input gives an empty list; text without a header raises
-    C(HAProxyError) quoting its first line (HAProxy prints errors such as C(Permission denied)
-    in place of the CSV).
+    The shape is checked, not guessed: a C(# pxname,svname,...) header line, then rows with exactly as
+    many fields as the header (HAProxy ends both with a comma). Blank lines before the header (older
+    versions) and after the last row (the CLI's terminating empty line) are ignored. Empty column
+    names (the trailing comma) and C(-) are dropped from the rows. An empty answer, a missing header
+    (HAProxy prints errors such as C(Permission denied) in place of the CSV, quoted in the message),
+    or a row with another number of fields (a cut-off answer) raises C(HAProxyError).
     """
-    lines = [line for line in to_text(text).splitlines() if line.strip()]
-    if not lines:
-        return []
+    expected = 'CSV starting with a "# pxname,svname,..." header line'
+    lines = _content_lines(text, 'show stat', expected)
     header_line = lines[0]
     if not header_line.startswith('#'):
-        raise HAProxyError('Expected "show stat" CSV starting with a "# pxname,svname,..." header, got: %s' % header_line[:200])
-    header = next(csv.reader([header_line.lstrip('#').strip()]))
-    header = [name.strip() for name in header]
+        raise HAProxyError('expected "show stat" %s, got: %s' % (expected, _excerpt(header_line, 200)))
+    header = [name.strip() for name in next(csv.reader([header_line.lstrip('#').strip()]))]
     if 'pxname' not in header or 'svname' not in header:
-        raise HAProxyError('The "show stat" header has no pxname/svname column: %s' % header_line[:200])
+        raise HAProxyError('the "show stat" header has no pxname/svname column: %s' % _excerpt(header_line, 200))
     rows = []
-    for values in csv.reader(lines[1:]):
-        values = values + [''] * (len(header) - len(values))
-        row = {}
-        for name, value in zip(header, values):
-            if name and name != '-':
-                row[name] = value
-        rows.append(row)
+    for number, values in enumerate(csv.reader(lines[1:]), 2):
+        if len(values) != len(header):
+            raise HAProxyError('line %d of the "show stat" answer has %d fields where the header has %d (a cut-off or '
+                               'garbled answer): %s' % (number, len(values), len(header), _excerpt(lines[number - 1])))
+        rows.append(dict((name, value) for name, value in zip(header, values) if name and name != '-'))
     return rows
+
+
+SERVERS_STATE_COLUMNS = ('be_name', 'srv_name', 'srv_op_state', 'srv_admin_state')
 
 
 def parse_servers_state(text):
     """Parse C(show servers state) output (a version line, a C(#) header, space separated rows).
 
     Returns a list of dicts keyed by the header names (C(be_name), C(srv_name), C(srv_op_state),
-    C(srv_admin_state), ...); values stay strings. Empty input gives an empty list; anything that
-    is not this format (HAProxy's C(Can't find backend.) for example) raises C(HAProxyError).
+    C(srv_admin_state), ...); values stay strings. The shape is checked: the version line C(1), a
+    C(# be_id be_name ...) header with the columns this collection reads, and rows with exactly as many
+    fields as the header. A backend without servers gives the header alone, so an empty list. Anything
+    else (an empty answer, HAProxy's C(Can't find backend.), a cut-off row) raises C(HAProxyError);
+    an HAProxy without the command (C(Unknown command...)) raises C(HAProxyUnsupportedError).
     """
-    lines = [line for line in to_text(text).splitlines() if line.strip()]
-    if not lines:
-        return []
+    expected = 'a version line "1" and a "# be_id be_name ..." header'
+    lines = _content_lines(text, 'show servers state', expected)
     version = lines[0].strip()
+    if lines[0].startswith('Unknown command'):
+        raise HAProxyUnsupportedError('this HAProxy has no "show servers state" (older than 1.6): %s' % _excerpt(version, 200))
     if not version.isdigit():
-        raise HAProxyError('Expected "show servers state" output starting with a version line, got: %s' % version[:200])
+        raise HAProxyError('expected "show servers state" output starting with %s, got: %s' % (expected, _excerpt(version, 200)))
     if version != '1':
-        raise HAProxyError('Unsupported "show servers state" format version %s (this collection reads version 1).' % version)
+        raise HAProxyError('unsupported "show servers state" format version %s (this collection reads version 1)' % version)
     if len(lines) < 2 or not lines[1].startswith('#'):
-        raise HAProxyError('The "show servers state" output has no "# be_id be_name ..." header line.')
+        raise HAProxyError('the "show servers state" output has no "# be_id be_name ..." header line after the version line')
     header = lines[1].lstrip('#').split()
+    missing = [name for name in SERVERS_STATE_COLUMNS if name not in header]
+    if missing:
+        raise HAProxyError('the "show servers state" header lacks the column(s) %s: %s' % (', '.join(missing), _excerpt(lines[1], 200)))
     rows = []
-    for line in lines[2:]:
+    for number, line in enumerate(lines[2:], 3):
         if line.startswith('#'):
             continue
         values = line.split()
-        values = values + [''] * (len(header) - len(values))
+        if len(values) != len(header):
+            raise HAProxyError('line %d of the "show servers state" answer has %d fields where the header has %d (a cut-off '
+                               'or garbled answer): %s' % (number, len(values), len(header), _excerpt(line)))
         rows.append(dict(zip(header, values)))
     return rows
 
 
 def parse_info(text):
-    """Parse C(show info) output (C(Name: value) lines) into a dict of strings."""
+    """Parse C(show info) output (C(Name: value) lines) into a dict of strings; anything else raises C(HAProxyError)."""
+    lines = _content_lines(text, 'show info', '"Name: value" lines')
     info = {}
-    for line in to_text(text).splitlines():
+    for number, line in enumerate(lines, 1):
         if ':' not in line:
-            continue
+            raise HAProxyError('line %d of the "show info" answer is not a "Name: value" line: %s' % (number, _excerpt(line)))
         key, value = line.split(':', 1)
         info[key.strip()] = value.strip()
-    if to_text(text).strip() and not info:
-        raise HAProxyError('Expected "show info" output ("Name: value" lines), got: %s' % _first_line(to_text(text))[:200])
     return info
 
 
@@ -180,13 +225,30 @@ class HAProxyRuntime(object):
     """One HAProxy runtime API endpoint: a unix socket or a TCP address."""
 
     def __init__(self, socket_path=None, host=None, port=None, timeout=5.0):
+        if socket_path is not None and not isinstance(socket_path, str):
+            raise HAProxyError('haproxy.socket must be a path, got %r.' % (socket_path,))
+        if socket_path == '' and not host:
+            raise HAProxyError('haproxy.socket is empty: give the path of the runtime API socket (the "stats socket" '
+                               'line of the global section of haproxy.cfg), or haproxy.host and haproxy.port.')
         if bool(socket_path) == bool(host):
-            raise HAProxyError('Give exactly one of an HAProxy runtime socket path or a host (and port).')
-        if host and not port:
-            raise HAProxyError('The HAProxy runtime API at host %s needs a port.' % host)
-        self.socket_path = socket_path
-        self.host = host
-        self.port = int(port) if port else None
+            raise HAProxyError('Give exactly one of an HAProxy runtime socket path (haproxy.socket) or a host and port '
+                               '(haproxy.host, haproxy.port).')
+        if socket_path and '\x00' in socket_path:
+            raise HAProxyError('Refusing haproxy.socket %r: it contains a NUL character.' % socket_path)
+        if host:
+            problem = host_problem(host)
+            if problem:
+                raise HAProxyError('Invalid haproxy.host: %s.' % problem)
+            if port is None:
+                raise HAProxyError('The HAProxy runtime API at host %s needs a port (haproxy.port).' % host)
+            if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+                raise HAProxyError('haproxy.port must be between 1 and 65535, got %s.' % (port,))
+        problem = seconds_problem('haproxy.timeout', timeout, minimum=0.0, above=True, allow_none=False)
+        if problem:
+            raise HAProxyError('%s.' % problem)
+        self.socket_path = socket_path or None
+        self.host = host or None
+        self.port = port if host else None
         self.timeout = float(timeout)
 
     def describe(self):
@@ -194,21 +256,22 @@ class HAProxyRuntime(object):
             return 'HAProxy runtime socket %s' % self.socket_path
         return 'HAProxy runtime API at %s:%s' % (self.host, self.port)
 
-    def _connect(self):
+    def _connect(self, deadline):
         where = self.describe()
         try:
             if self.socket_path:
                 sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-                sock.settimeout(self.timeout)
+                sock.settimeout(max(0.001, deadline - time.monotonic()))
                 try:
                     sock.connect(self.socket_path)
                 except Exception:
                     sock.close()
                     raise
             else:
-                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                sock = socket.create_connection((self.host, self.port), timeout=max(0.001, deadline - time.monotonic()))
         except socket.timeout:
-            raise HAProxyConnectionError('%s: no connection within %.1f seconds; is HAProxy overloaded or the address wrong?' % (where, self.timeout))
+            raise HAProxyConnectionError('%s: no connection within %s seconds (haproxy.timeout); is HAProxy overloaded or '
+                                         'the address wrong?' % (where, self.timeout))
         except (IOError, OSError) as exc:
             code = getattr(exc, 'errno', None)
             if code == errno.ENOENT:
@@ -219,19 +282,24 @@ class HAProxyRuntime(object):
             elif code == errno.ECONNREFUSED:
                 hint = 'connection refused; nothing is listening (HAProxy stopped, or a stale socket file)'
             else:
-                hint = to_text(exc)
+                hint = to_text(exc, errors='surrogate_or_replace')
             raise HAProxyConnectionError('Cannot connect to %s: %s.' % (where, hint))
         return sock
 
     def command(self, cmd):
-        """Send one command and return HAProxy's complete answer as text."""
+        """Send one command and return HAProxy's complete answer as text.
+
+        C(timeout) bounds the whole exchange (connection, command, answer), not each read. The answer
+        must end with the empty line HAProxy ends every answer with (C(set server) success is that
+        line alone); an empty or cut-off answer raises C(HAProxyIncompleteError).
+        """
         if not cmd or '\n' in cmd or '\r' in cmd or ';' in cmd:
             raise HAProxyError('Refusing to send %r to HAProxy: one command per call, without ";" or newlines.' % cmd)
         where = self.describe()
-        sock = self._connect()
+        deadline = time.monotonic() + self.timeout
+        sock = self._connect(deadline)
         chunks = []
         total = 0
-        deadline = time.monotonic() + self.timeout
         try:
             sock.sendall(to_bytes(cmd) + b'\n')
             while True:
@@ -247,12 +315,24 @@ class HAProxyRuntime(object):
                 if total > MAX_RESPONSE_BYTES:
                     raise HAProxyError('%s: the answer to "%s" is larger than %d bytes; giving up.' % (where, cmd, MAX_RESPONSE_BYTES))
         except socket.timeout:
-            raise HAProxyConnectionError('%s: no complete answer to "%s" within %.1f seconds.' % (where, cmd, self.timeout))
+            raise HAProxyConnectionError('%s: no complete answer to "%s" within %s seconds (haproxy.timeout bounds the whole '
+                                         'exchange; %d bytes had arrived).' % (where, cmd, self.timeout, total))
         except (IOError, OSError) as exc:
-            raise HAProxyConnectionError('%s: "%s" failed: %s.' % (where, cmd, to_text(exc)))
+            raise HAProxyConnectionError('%s: "%s" failed: %s.' % (where, cmd, to_text(exc, errors='surrogate_or_replace')))
         finally:
             sock.close()
-        return to_text(b''.join(chunks), errors='surrogate_or_replace')
+        raw = b''.join(chunks)
+        text = raw.decode('utf-8', 'replace')
+        if not raw:
+            raise HAProxyIncompleteError('%s: empty answer to "%s": HAProxy closed the connection without answering, not even '
+                                         'with the empty line that ends every answer. Re-run; if it persists, check the '
+                                         'HAProxy log (a reload or a crash closes CLI connections).' % (where, cmd))
+        if raw != b'\n' and not raw.endswith(b'\n\n'):
+            raise HAProxyIncompleteError('%s: the answer to "%s" is cut off: %d bytes without the empty line that ends every '
+                                         'HAProxy answer (it begins: %s). Re-run; if it persists, check the HAProxy log '
+                                         '(a reload or a crash closes CLI connections).'
+                                         % (where, cmd, len(raw), _excerpt(_first_line(text), 80)))
+        return text
 
     def show_stat(self):
         text = self.command('show stat')
@@ -262,7 +342,11 @@ class HAProxyRuntime(object):
             raise HAProxyError('%s: %s' % (self.describe(), exc))
 
     def show_info(self):
-        return parse_info(self.command('show info'))
+        text = self.command('show info')
+        try:
+            return parse_info(text)
+        except HAProxyError as exc:
+            raise HAProxyError('%s: %s' % (self.describe(), exc))
 
     def servers_state(self, backend=None):
         """Rows of C(show servers state), for one backend if given."""
@@ -273,7 +357,7 @@ class HAProxyRuntime(object):
         try:
             return parse_servers_state(text)
         except HAProxyError as exc:
-            raise HAProxyError('%s: "%s" failed: %s' % (self.describe(), cmd, exc))
+            raise type(exc)('%s: "%s" failed: %s' % (self.describe(), cmd, exc))
 
     def server_stat(self, backend, server):
         """The C(show stat) row of C(backend)/C(server)."""

@@ -51,10 +51,7 @@ def parse_params(params):
             raise SpecError('drain: %s' % '; '.join(problems))
         phases['drain'] = drain
     phases['stop'] = validate(_unit_stop.argument_spec(), params['stop'], 'stop')
-    phases['policy'] = validate(_policy.argument_spec(), params.get('policy'), 'policy')
-    problems = _policy.check_params(phases['policy'])
-    if problems:
-        raise SpecError('policy: %s' % '; '.join(problems))
+    phases['policy'] = _policy.validated(params.get('policy'), 'policy')
     verify = validate(verify_spec(), params.get('verify'), 'verify')
     if not finite(verify['port_timeout']) or verify['port_timeout'] < 0:
         raise SpecError('verify.port_timeout must be a finite number of 0 or more seconds, got %s' % verify['port_timeout'])
@@ -141,7 +138,8 @@ class HostShutdown(object):
         if failure:
             return finish('failed', 'stop', failure)
 
-        result, failure = _policy.PolicyTakeBack(self.run_command, self.get_bin_path, self.check_mode).run(self.phases['policy'])
+        result, failure = _policy.PolicyTakeBack(self.run_command, self.get_bin_path, self.check_mode,
+                                                 warn=self.warn).run(self.phases['policy'])
         record['policy'] = result
         if failure:
             return finish('failed', 'policy', 'policy on %s: %s' % (self.host, failure))

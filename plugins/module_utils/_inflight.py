@@ -35,14 +35,21 @@ except ImportError as _exc:  # the haproxy source is unusable, the other sources
 # ray_serve_deployment_queued_queries is set by each router, i.e. the proxy or a DeploymentHandle
 # (requests accepted but not yet assigned to a replica). Names as documented in Ray's
 # doc/source/serve/monitoring.md and created in python/ray/serve/_private/{replica,router}.py.
+#
+# vLLM V0 also reports vllm:num_requests_swapped: requests preempted to CPU memory, still in flight (they
+# resume and finish). V1 dropped the gauge (no swapping), so it is counted where exported (OPTIONAL).
 PRESETS = {
-    'vllm': ('vllm:num_requests_running', 'vllm:num_requests_waiting'),
+    'vllm': ('vllm:num_requests_running', 'vllm:num_requests_waiting', 'vllm:num_requests_swapped'),
     'sglang': ('sglang:num_running_reqs', 'sglang:num_queue_reqs'),
     'tgi': ('tgi_queue_size', 'tgi_batch_current_size'),
     'triton': ('nv_inference_pending_request_count',),
     'ray_serve': ('ray_serve_replica_processing_queries', 'ray_serve_deployment_queued_queries'),
 }
 PRESET_CHOICES = sorted(PRESETS) + ['generic']
+# Metrics of a preset that some versions of the server do not export: counted when present, 0 when absent.
+OPTIONAL = {
+    'vllm': ('vllm:num_requests_swapped',),
+}
 
 DEFAULT_ACCEPT = 'text/plain;version=0.0.4;q=1.0, */*;q=0.1'
 
@@ -73,7 +80,14 @@ class MetricsSource(object):
                  validate_certs=True, ca_path=None, timeout=10.0, request=None):
         if preset not in PRESET_CHOICES:
             raise InFlightError('unknown metrics preset %r; use one of %s' % (preset, ', '.join(PRESET_CHOICES)))
+        try:
+            _http.check_url(url, 'metrics.url')
+            if token:
+                _http.clean_secret(token, 'metrics.token')
+        except _http.HttpError as exc:
+            raise InFlightError(to_text(exc))
         self.url = url
+        self.shown_url = _http.display_url(url)
         self.preset = preset
         self.labels = dict(labels or {})
         self.token = token
@@ -103,10 +117,11 @@ class MetricsSource(object):
                                     % (preset, ', '.join(PRESETS[preset])))
             selected = [(name, dict(self.labels)) for name in PRESETS[preset]]
         self.selected = selected
+        self.optional = set(OPTIONAL.get(preset, ()))
 
     def describe(self):
         return {
-            'url': self.url,
+            'url': _http.display_url(self.url),
             'preset': self.preset,
             'metrics': [{'name': name, 'labels': labels} for name, labels in self.selected],
             'header_names': sorted(self.headers),
@@ -119,11 +134,12 @@ class MetricsSource(object):
             resp = self._request(self.url, headers=headers, token=self.token, timeout=self.timeout,
                                  validate_certs=self.validate_certs, ca_path=self.ca_path, expect_status=(200,))
         except _http.HttpError as exc:
-            raise InFlightError('cannot scrape metrics: %s. Check that the server is up and that the URL is its /metrics endpoint.' % exc)
+            raise InFlightError('cannot scrape metrics: %s. Check that the server is up and that the URL is its /metrics endpoint.'
+                                % to_text(exc).rstrip('.'))
         try:
             return _prometheus.parse_text(resp.body)
         except _prometheus.PrometheusError as exc:
-            raise InFlightError('%s did not return Prometheus text format (%s). Check that the URL is the /metrics endpoint.' % (self.url, exc))
+            raise InFlightError('%s did not return Prometheus text format (%s). Check that the URL is the /metrics endpoint.' % (self.shown_url, exc))
 
     def read(self):
         samples, metadata = self.scrape()
@@ -131,6 +147,8 @@ class MetricsSource(object):
         detail = {}
         for name, labels in self.selected:
             family = _prometheus.select(samples, name)
+            if not family and name in self.optional:
+                continue  # not exported by this version of the server (vLLM V1 has no swapped requests)
             if not family:
                 if name in metadata:
                     what = 'declares metric %s (# TYPE %s) but exports no sample of it' % (name, metadata[name].get('type') or 'untyped')
@@ -138,17 +156,17 @@ class MetricsSource(object):
                     what = 'does not export metric %s' % name
                 raise InFlightError('%s %s, which preset %s needs to count requests in flight. Check that the preset matches the server '
                                     '(and its version), or use preset "generic" with the metric names this server exports.'
-                                    % (self.url, what, self.preset))
+                                    % (self.shown_url, what, self.preset))
             matched = [s for s in family if _prometheus.labels_match(s.labels, labels)]
             if not matched:
                 seen = sorted(set(_format_labels(s.labels) for s in family))[:5]
                 raise InFlightError('%s exports %s but no sample matches the labels %s (label sets seen: %s). Fix the label filter.'
-                                    % (self.url, name, _format_labels(labels), ', '.join(seen)))
+                                    % (self.shown_url, name, _format_labels(labels), ', '.join(seen)))
             value = 0.0
             for sample in matched:
                 if math.isnan(sample.value) or math.isinf(sample.value) or sample.value < 0:
                     raise InFlightError('%s reports %s%s = %s, which cannot be a count of requests; check the metric is an in-flight gauge.'
-                                        % (self.url, name, _format_labels(sample.labels), sample.value))
+                                        % (self.shown_url, name, _format_labels(sample.labels), sample.value))
                 value += sample.value
             key = name + _format_labels(labels)
             detail[key] = _number(detail.get(key, 0) + value)
@@ -249,5 +267,8 @@ def read_all(sources):
         result = source.read()
         values[source.name] = result['in_flight']
         details[source.name] = result['detail']
-    in_flight = max(values.values()) if values else 0
+    if not values:
+        # Nothing read is nothing known: never "0 in flight" (which would read as drained).
+        raise InFlightError('no in-flight source is configured: give at least one of metrics, haproxy, connections')
+    in_flight = max(values.values())
     return in_flight, values, details

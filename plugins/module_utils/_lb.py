@@ -21,6 +21,7 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import number_problems
 
 STATES = ('ready', 'draining', 'maintenance')
 KINDS = ('haproxy', 'consul', 'http', 'file')
@@ -117,6 +118,37 @@ def adapter_specs():
             ),
         ),
     )
+
+
+# The durations among the adapter options, checked by adapter_problems (a timeout of 0 would never wait).
+ADAPTER_SECONDS = {'timeout': dict(minimum=0.0, above=True)}
+
+
+def adapter_problems(kind, options, where):
+    """Problems with the numbers of one adapter option dict (C(where) prefixes the option names): NaN,
+    infinite or negative numbers, a timeout that is not more than 0 (or over a week), a port out of range."""
+    spec = adapter_specs()[kind]['options']
+    problems = number_problems(spec, options, where, seconds=ADAPTER_SECONDS)
+    port = (options or {}).get('port')
+    if port is not None and not (isinstance(port, int) and 1 <= port <= 65535):
+        problems = [p for p in problems if not p.startswith(where + 'port ')]
+        problems.append('%sport must be between 1 and 65535, got %s' % (where, port))
+    return problems
+
+
+def describe_options(kind, options):
+    """What C(options) of C(kind) address, for results when no adapter could be built from them."""
+    options = options or {}
+    if kind == 'haproxy':
+        where = options.get('socket') or '%s:%s' % (options.get('host'), options.get('port'))
+        return 'HAProxy server %s/%s (%s)' % (options.get('backend'), options.get('server'), where)
+    if kind == 'consul':
+        return 'Consul service %s (agent %s)' % (options.get('service_id'), options.get('url'))
+    if kind == 'http':
+        return 'HTTP admin endpoint %s' % (options.get('state_url') or options.get('url'))
+    if kind == 'file':
+        return 'maintenance flag file %s' % options.get('path')
+    return '%s target' % kind
 
 
 def make_adapter(kind, params):
@@ -221,18 +253,26 @@ class HealthStateManager(object):
         return verified, self.adapter.last_state
 
     def run(self, state, check_mode=False, diff_mode=False):
-        """Apply C(state) (or only read it for C(query)). Returns C((result, failure_message_or_None))."""
+        """Apply C(state) (or only read it for C(query)). Returns C((result, failure_message_or_None)).
+
+        The result has every key the module documents as always returned, on failure too: what was
+        known when the failure happened (C(unknown) states before the first read).
+        """
+        result = empty_result(self.adapter.describe())
+        try:
+            return self._run(state, result, check_mode, diff_mode)
+        except adapter_errors() as exc:
+            return result, to_text(exc)
+
+    def _run(self, state, result, check_mode, diff_mode):
         adapter = self.adapter
         before = adapter.get_state()
-        result = {
-            'changed': False,
+        result.update({
             'previous_state': before['state'],
             'state': before['state'],
             'raw': before.get('raw'),
             'in_flight': before.get('in_flight'),
-            'target': adapter.describe(),
-            'verified': {'ok': None, 'skipped': True, 'waited_seconds': 0.0, 'checks': [], 'detail': 'nothing to verify'},
-        }
+        })
         if state == 'query':
             result['verified']['detail'] = 'state=query only reads the state'
             return result, None
@@ -253,7 +293,11 @@ class HealthStateManager(object):
             return result, None
 
         if changed:
-            adapter.set_state(target)
+            try:
+                adapter.set_state(target)
+            except adapter_errors():
+                result['changed'] = False
+                raise
         verified, info = self._verify(target)
         result['verified'] = verified
         if info is not None:
@@ -265,8 +309,38 @@ class HealthStateManager(object):
             result['state'] = 'unknown'
         if not verified['ok']:
             action = 'was asked for' if changed else 'was already expected in'
-            msg = ('%s %s state %s, but verification did not see it in effect within %s seconds: %s. '
-                   'Check the load balancer by hand; raise verify_timeout if it is only slow.' % (
-                       adapter.describe(), action, target, self.verify_timeout, verified['detail']))
+            msg = ('%s %s state %s, but verification did not see it in effect within %s seconds: %s.' % (
+                adapter.describe(), action, target, self.verify_timeout, verified['detail']))
+            if changed and getattr(adapter, 'put_back_on_failure', False):
+                msg += ' ' + self._put_back(before['state'], result)
+            else:
+                msg += ' Check the load balancer by hand; raise verify_timeout if it is only slow.'
             return result, msg
         return result, None
+
+    def _put_back(self, previous, result):
+        """Undo a change whose verification failed (adapters with C(put_back_on_failure)); the sentence to add."""
+        try:
+            put_back = getattr(self.adapter, 'put_back', None)
+            if put_back is not None:
+                put_back()   # exactly what was there (the flag file byte for byte)
+            else:
+                self.adapter.set_state(previous)
+            info = self.adapter.get_state()
+        except adapter_errors() as exc:
+            return 'Putting it back to %s failed too: %s. Fix it by hand.' % (previous, to_text(exc))
+        result.update(changed=False, state=info['state'], raw=info.get('raw'), in_flight=info.get('in_flight'))
+        return 'It was put back to %s, so nothing is left half-changed; raise verify_timeout if it is only slow.' % previous
+
+
+def empty_result(target):
+    """The result of model_health_state before anything was read: every always-returned key, states unknown."""
+    return {
+        'changed': False,
+        'previous_state': 'unknown',
+        'state': 'unknown',
+        'raw': {},
+        'in_flight': None,
+        'target': target,
+        'verified': {'ok': None, 'skipped': True, 'waited_seconds': 0.0, 'checks': [], 'detail': 'nothing was verified'},
+    }

@@ -22,6 +22,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
     STATES,
     LBError,
     adapter_errors,
+    adapter_problems,
     adapter_specs,
     make_adapter,
 )
@@ -75,6 +76,9 @@ def parse_members(members, lb_name):
         options = validate(specs[kind]['options'], entry[kind], '%s (%s).%s' % (where, host, kind),
                            **dict((key, specs[kind][key]) for key in
                                   ('mutually_exclusive', 'required_one_of', 'required_together') if key in specs[kind]))
+        problems = adapter_problems(kind, options, '%s (%s).%s.' % (where, host, kind))
+        if problems:
+            raise SpecError('; '.join(problems))
         member = Member(host, kind, options, lb_name)
         key = (host, member.adapter.describe())
         if key in seen:
@@ -122,10 +126,10 @@ class BatchStateManager(object):
         for indexes in groups.values():
             first = self.members[indexes[0]]
             opts = first.options
-            runtime = HAProxyRuntime(socket_path=opts.get('socket'), host=opts.get('host'), port=opts.get('port'),
-                                     timeout=opts.get('timeout') or 5.0)
             backends = sorted(set(self.members[i].options['backend'] for i in indexes))
             try:
+                runtime = HAProxyRuntime(socket_path=opts.get('socket'), host=opts.get('host'), port=opts.get('port'),
+                                         timeout=5.0 if opts.get('timeout') is None else opts['timeout'])
                 rows = dict(((row['backend'], row['server']), row) for row in read_pool(runtime, backends))
             except (HAProxyError, LBError) as exc:
                 for index in indexes:

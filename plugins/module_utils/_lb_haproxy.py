@@ -19,9 +19,9 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import 
     ADMF_IMAINT,
     ADMF_RMAINT,
     OP_STATES,
-    HAProxyConnectionError,
     HAProxyError,
     HAProxyRuntime,
+    HAProxyUnsupportedError,
     admin_state_name,
     status_admin_state,
     validate_name,
@@ -29,7 +29,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import 
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import Adapter, LBError
 
 TO_HAPROXY = {'ready': 'ready', 'draining': 'drain', 'maintenance': 'maint'}
-FROM_HAPROXY = {'ready': 'ready', 'drain': 'draining', 'maint': 'maintenance'}
+FROM_HAPROXY = {'ready': 'ready', 'drain': 'draining', 'maint': 'maintenance', 'unknown': 'unknown'}
 
 
 def _int(value):
@@ -48,7 +48,7 @@ class HAProxyAdapter(Adapter):
         self.backend = validate_name('backend', params.get('backend'))
         self.server = validate_name('server', params.get('server'))
         self.runtime = HAProxyRuntime(socket_path=params.get('socket'), host=params.get('host'), port=params.get('port'),
-                                      timeout=params.get('timeout') or 5.0)
+                                      timeout=5.0 if params.get('timeout') is None else params.get('timeout'))
 
     def describe(self):
         return 'HAProxy server %s/%s (%s)' % (self.backend, self.server, self.runtime.describe())
@@ -57,10 +57,8 @@ class HAProxyAdapter(Adapter):
         """The C(show servers state) row, or None when this HAProxy cannot give it (fallback to C(show stat))."""
         try:
             rows = self.runtime.servers_state(self.backend)
-        except HAProxyConnectionError:
-            raise
-        except HAProxyError as exc:
-            # An unknown command or format: an HAProxy older than 1.6. Fall back to the status column.
+        except HAProxyUnsupportedError as exc:
+            # An HAProxy older than 1.6, without the command: fall back to the status column.
             return None, str(exc)
         for row in rows:
             if row.get('be_name') == self.backend and row.get('srv_name') == self.server:
@@ -83,16 +81,17 @@ class HAProxyAdapter(Adapter):
             'addr': stat.get('addr', ''),
         }
         if row is not None:
-            admin = _int(row.get('srv_admin_state')) or 0
+            admin = _int(row.get('srv_admin_state'))
             op_state = _int(row.get('srv_op_state'))
-            haproxy_state = admin_state_name(admin)
+            # A value that is not a number is not guessed at: the state is unknown.
+            haproxy_state = 'unknown' if admin is None else admin_state_name(admin)
             raw.update({
                 'admin_source': 'show servers state',
                 'admin_state': admin,
                 'admin_state_name': haproxy_state,
                 'op_state': op_state,
                 'op_state_name': OP_STATES.get(op_state, 'unknown'),
-                'admin_flags': self._flags(admin),
+                'admin_flags': [] if admin is None else self._flags(admin),
             })
         else:
             haproxy_state = status_admin_state(status)
@@ -155,27 +154,35 @@ def read_pool(runtime, backends=None):
     """
     wanted = None if backends is None else set(validate_name('backend', name) for name in backends)
     stats = {}
+    known = set()
     for row in runtime.show_stat():
+        if row.get('svname') == 'BACKEND':
+            known.add(row.get('pxname'))
         if row.get('svname') in ('FRONTEND', 'BACKEND'):
             continue
         if wanted is not None and row.get('pxname') not in wanted:
             continue
         stats[(row.get('pxname'), row.get('svname'))] = row
     admin = {}
+    legacy = False
     try:
         for row in runtime.servers_state():
-            admin[(row.get('be_name'), row.get('srv_name'))] = admin_state_name(_int(row.get('srv_admin_state')) or 0)
-    except HAProxyConnectionError:
-        raise
-    except HAProxyError:
-        admin = {}  # an HAProxy older than 1.6: the status column has to do
+            value = _int(row.get('srv_admin_state'))
+            admin[(row.get('be_name'), row.get('srv_name'))] = 'unknown' if value is None else admin_state_name(value)
+    except HAProxyUnsupportedError:
+        legacy = True  # an HAProxy older than 1.6: the status column has to do
     missing = sorted((wanted or set()) - set(backend for backend, dummy in stats))
     if missing:
-        raise HAProxyError('%s has no backend %s with servers' % (runtime.describe(), ', '.join(missing)))
+        raise HAProxyError('%s has no backend %s with servers (backends in "show stat": %s)' % (
+            runtime.describe(), ', '.join(missing), ', '.join(sorted(known)) or 'none'))
     servers = []
     for (backend, server), row in sorted(stats.items()):
         status = row.get('status', '')
-        state = FROM_HAPROXY[admin.get((backend, server)) or status_admin_state(status)]
+        if legacy:
+            state = FROM_HAPROXY[status_admin_state(status)]
+        else:
+            # A server "show stat" lists but "show servers state" does not (added between the two reads): not guessed.
+            state = FROM_HAPROXY[admin.get((backend, server), 'unknown')]
         scur, qcur = _int(row.get('scur')), _int(row.get('qcur'))
         servers.append({
             'backend': backend,

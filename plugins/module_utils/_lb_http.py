@@ -5,7 +5,9 @@
 Private to this collection. The state is set with a request (method, URL, body, headers, bearer
 token) and read back with a C(GET) of a URL whose JSON answer has the state under a key
 (C(state) by default; a dotted path reaches a nested key). The body may contain a C({state})
-placeholder; without a body the adapter sends C({"state": "<state>"}) as JSON.
+placeholder; without a body the adapter sends C({"state": "<state>"}) as JSON. The extra headers
+(C(http.headers)) and the token go with every request, the C(GET) that reads the state included.
+A reported value this module does not know reads as C(unknown).
 """
 
 from __future__ import annotations
@@ -33,13 +35,15 @@ class HttpAdapter(Adapter):
         self.token = params.get('token')
         self.validate_certs = params.get('validate_certs', True)
         self.ca_path = params.get('ca_path')
-        self.timeout = params.get('timeout') or 10.0
+        self.timeout = 10.0 if params.get('timeout') is None else params.get('timeout')
         self.state_key = params.get('state_key') or 'state'
 
     def describe(self):
         return 'HTTP admin endpoint %s' % self.state_url
 
     def _call(self, url, method='GET', body=None, headers=None):
+        if headers is None:
+            headers = dict(self.headers)
         return request(url, method=method, body=body, headers=headers, token=self.token, timeout=self.timeout,
                        validate_certs=self.validate_certs, ca_path=self.ca_path, expect_status=OK_STATUS)
 
@@ -55,7 +59,7 @@ class HttpAdapter(Adapter):
     def _get_state(self):
         data = self._call(self.state_url).json(self.state_url)
         reported = self._extract(data)
-        state = reported if reported in STATES else 'unknown'
+        state = reported if isinstance(reported, str) and reported in STATES else 'unknown'
         return {'state': state, 'raw': {'reported': reported, 'response': data}}
 
     def _render_body(self, state):

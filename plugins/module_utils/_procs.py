@@ -24,6 +24,8 @@ import errno
 import os
 import signal
 
+from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
+
 # Where /proc is; tests point it elsewhere. Functions read it at call time.
 PROC_ROOT = '/proc'
 
@@ -32,18 +34,27 @@ PROC_ROOT = '/proc'
 _TRACKING = ('name=systemd',)
 
 
-def list_pids(proc_root=None):
-    """All numeric entries of C(proc_root), as ints (processes, not threads)."""
+def list_pids(proc_root=None, strict=False):
+    """All numeric entries of C(proc_root), as ints (processes, not threads).
+
+    A C(proc_root) that cannot be listed gives C([]), or raises the C(OSError) with C(strict=True)
+    (for callers to whom "no process" and "could not look" must differ).
+    """
     try:
         names = os.listdir(proc_root or PROC_ROOT)
     except OSError:
+        if strict:
+            raise
         return []
-    return sorted(int(name) for name in names if name.isdigit())
+    return sorted(int(name) for name in names if name.isascii() and name.isdigit())
 
 
 def _read(path, mode='r'):
-    with open(path, mode) as handle:
-        return handle.read()
+    """The content of C(path): bytes with C(mode='rb'), else text decoded as UTF-8 with bad bytes replaced
+    (a process may give itself any name, and a cgroup any path)."""
+    with open(path, 'rb') as handle:
+        data = handle.read()
+    return data if 'b' in mode else data.decode('utf-8', 'replace')
 
 
 def parse_cgroup(text):
@@ -92,13 +103,13 @@ def pid_in_unit(pid, unit, proc_root=None):
     return text is not None and cgroup_in_unit(text, unit)
 
 
-def unit_pids(unit, proc_root=None):
+def unit_pids(unit, proc_root=None, strict=False):
     """PIDs of every process in C(unit)'s cgroup (main process, workers, survivors), sorted.
 
     Processes that vanish while scanning are skipped. C(/proc/<pid>/cgroup) is world-readable, so
-    this needs no privileges.
+    this needs no privileges. With C(strict=True) a C(proc_root) that cannot be listed raises C(OSError).
     """
-    return [pid for pid in list_pids(proc_root) if pid_in_unit(pid, unit, proc_root)]
+    return [pid for pid in list_pids(proc_root, strict=strict) if pid_in_unit(pid, unit, proc_root)]
 
 
 def process_info(pid, proc_root=None):
@@ -176,7 +187,21 @@ def check_units(units, expect_empty, proc_root=None):
     C(units) are names as the user gave them (normalized with C(unit_name())). C(result) is
     C({changed: False, units: read_units(...), empty, count}); C(failure_msg) is None, or, when
     C(expect_empty) and a process is left, the message naming each one (not put in C(result)).
+    A unit name that cannot be one (a NUL byte, a control character, a C(/)) or a C(/proc) that
+    cannot be listed is a failure with C(empty) and C(count) null: unknown, never "empty".
     """
+    for index, name in enumerate(units or ()):
+        problem = _systemd.unit_name_problem(name)
+        if problem:
+            return (dict(changed=False, units=[], empty=None, count=None),
+                    'units[%d] (%r) %s; give systemd unit names such as model-server@llama.service' % (index, name, problem))
+    root = proc_root or PROC_ROOT
+    try:
+        list_pids(root, strict=True)
+    except OSError as exc:
+        return (dict(changed=False, units=[], empty=None, count=None),
+                'cannot list the processes in %s (%s), so whether processes are left in the units is unknown. '
+                'What to do: run where /proc is mounted and readable' % (root, exc))
     records = read_units([unit_name(name) for name in units], proc_root)
     count = sum(len(record['processes']) for record in records)
     result = dict(changed=False, units=records, empty=count == 0, count=count)

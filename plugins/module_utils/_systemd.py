@@ -10,7 +10,12 @@ Classification of how a service ended (C(classify())):
 * C(clean): C(Result=success). systemd already folds in what counts as a clean exit: exit status 0,
   the signals SIGHUP, SIGINT, SIGTERM and SIGPIPE (C(ExecMainCode=2), C(ExecMainStatus=15) for a
   service killed by its own stop's SIGTERM), and whatever C(SuccessExitStatus=) adds.
-* C(timeout_killed): C(Result=timeout): a stop (or start) timed out and systemd sent SIGKILL.
+* C(timeout_killed): C(Result=timeout) and the main process was killed by SIGKILL
+  (C(ExecMainCode=2), C(ExecMainStatus=9)): it did not exit within its timeout and systemd killed it.
+* C(timeout): C(Result=timeout) otherwise: a start or stop job (or an C(ExecStop=)/C(ExecStartPre=)
+  command) ran past its timeout, but the main process was not SIGKILLed: it exited on its own (with
+  the status in C(ExecMainStatus)), was ended by another signal (SIGTERM of a start timeout, SIGABRT
+  of C(TimeoutStopFailureMode=abort)), or never ran. C(explain()) says which.
 * C(failed): C(Result=exit-code), and the other failure results (C(resources), C(protocol),
   C(watchdog), C(start-limit-hit), ...): the raw C(result) says which.
 * C(signal): C(Result=signal), C(core-dump) or C(oom-kill): killed by a signal it did not handle
@@ -26,6 +31,7 @@ C(ExecMainCode) is the C(si_code) of the main process's SIGCHLD (Linux C(CLD_*))
 from __future__ import annotations
 
 import errno
+import math
 import os
 import re
 
@@ -50,7 +56,9 @@ SIGNAL_NAMES = {
     14: 'SIGALRM', 15: 'SIGTERM',
 }
 
-CLASSIFICATIONS = ('clean', 'timeout_killed', 'failed', 'signal', 'not_found', 'running')
+CLASSIFICATIONS = ('clean', 'timeout_killed', 'timeout', 'failed', 'signal', 'not_found', 'running')
+
+SIGKILL = 9
 
 _UNIT_SUFFIXES = ('service', 'socket', 'device', 'mount', 'automount', 'swap', 'target', 'path',
                   'timer', 'slice', 'scope')
@@ -67,11 +75,32 @@ _TIMESPAN_UNITS = (
     ('months', 2629800.0), ('month', 2629800.0), ('M', 2629800.0),
     ('years', 31557600.0), ('year', 31557600.0), ('y', 31557600.0),
 )
+# ASCII digits only: str.isdigit() also accepts '\u00b2' and the like, which int() refuses.
+_DECIMAL = re.compile(r'^[0-9]+$')
 _TIMESPAN_TOKEN = re.compile(r'\s*([0-9]+(?:\.[0-9]+)?)\s*([a-zA-Z\u00b5]*)')
 
 
 class SystemdParseError(Exception):
     """C(systemctl show) output could not be read."""
+
+
+def unit_name_problem(name):
+    """Why C(name) cannot be a systemd unit name (a sentence), or C(None).
+
+    A unit name never holds a NUL byte, another control character or a C(/) (systemd escapes C(/)
+    as C(-) in instance names); systemctl would refuse it, a NUL cannot even be passed in an argv,
+    and a C(/) would put the stop-timeout drop-in outside the unit's drop-in folder. A name starting
+    with C(-) is fine (C(-.mount)): it is always passed after C(--).
+    """
+    if not isinstance(name, str):
+        return 'is not a string'
+    if not name.strip():
+        return 'is empty'
+    bad = sorted(set(ch for ch in name if ord(ch) < 32 or ord(ch) == 127 or ch == '/'))
+    if bad:
+        return 'contains %s, which no systemd unit name contains' % ', '.join(
+            'a NUL byte' if ch == '\x00' else "'/'" if ch == '/' else 'the control character %r' % ch for ch in bad)
+    return None
 
 
 def normalize_unit_name(name):
@@ -123,16 +152,18 @@ def parse_show_one(text, unit=''):
 def parse_timespan(value):
     """Seconds (float) from a systemd time span such as C(1min 30s), C(90s), C(500ms), C(1h).
 
-    Returns C(None) for C(infinity), empty or unreadable values. A bare number is microseconds, as
-    C(systemctl show) prints C(*USec) properties with C(--value) on some versions.
+    Returns C(None) for C(infinity), empty or unreadable values, and for spans too long to be a finite
+    number of seconds. A bare number is microseconds, as C(systemctl show) prints C(*USec) properties
+    with C(--value) on some versions.
     """
     if value is None:
         return None
     value = value.strip()
     if not value or value == 'infinity':
         return None
-    if value.isdigit():
-        return int(value) / 1e6
+    if _DECIMAL.match(value):
+        seconds = float(value) / 1e6
+        return seconds if math.isfinite(seconds) else None
     total = 0.0
     pos = 0
     while pos < len(value):
@@ -154,11 +185,21 @@ def parse_timespan(value):
         pos = match.end()
         while pos < len(value) and value[pos] == ' ':
             pos += 1
+    if not math.isfinite(total):
+        return None
     return round(total, 6)
 
 
 def format_timespan(seconds):
-    """A systemd time span for C(seconds) (int or float), e.g. C(90s) or C(1500ms)."""
+    """A systemd time span for C(seconds) (int or float), e.g. C(90s) or C(1500ms).
+
+    Raises C(ValueError) for NaN, infinities, and spans under 1 ms (they would print as C(0ms),
+    which systemd reads as "no timeout").
+    """
+    if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or not math.isfinite(seconds):
+        raise ValueError('%r is not a finite number of seconds' % (seconds,))
+    if seconds < 0.001:
+        raise ValueError('%r seconds is under 1 ms; systemd would read it as 0, which means no timeout' % (seconds,))
     if float(seconds) == int(seconds):
         return '%ds' % int(seconds)
     return '%dms' % int(round(float(seconds) * 1000))
@@ -185,7 +226,7 @@ def _success_statuses(value):
     for token in re.split(r'[\s,;{}\[\]()]+', value):
         if not token:
             continue
-        if token.isdigit():
+        if _DECIMAL.match(token):
             codes.add(int(token))
         elif token.upper() in name_to_num:
             signals.add(name_to_num[token.upper()])
@@ -206,7 +247,9 @@ def classify(props):
     if result == 'success':
         return 'clean'
     if result == 'timeout':
-        return 'timeout_killed'
+        code = _int_or_none(props.get('ExecMainCode'))
+        status = _int_or_none(props.get('ExecMainStatus'))
+        return 'timeout_killed' if (code, status) == (CLD_KILLED, SIGKILL) else 'timeout'
     if result in ('signal', 'core-dump', 'oom-kill'):
         return 'signal'
     if result:
@@ -224,6 +267,42 @@ def classify(props):
     if code in (CLD_KILLED, CLD_DUMPED):
         return 'signal'
     return 'failed'
+
+
+def explain(props, stopped=False):
+    """How the unit ended, in words, from C(Result) together with C(ExecMainCode)/C(ExecMainStatus).
+
+    For example C(did not exit within its stop timeout and was killed with SIGKILL (Result=timeout,
+    killed by SIGKILL)), or, for a C(Result=timeout) whose main process exited with status 0,
+    C(ran past a start or stop timeout (Result=timeout), but its main process exited with status 0
+    on its own, not killed with SIGKILL: ...). C(stopped) says the caller's own stop ended the unit,
+    so a timeout is its stop timeout; otherwise it may be a start timeout as well.
+    """
+    result = props.get('Result') or 'unknown'
+    code = _int_or_none(props.get('ExecMainCode'))
+    status = _int_or_none(props.get('ExecMainStatus'))
+    exit_text = describe_exit(props)
+    if result == 'timeout':
+        if (code, status) == (CLD_KILLED, SIGKILL):
+            return 'did not exit within its %s and was killed with SIGKILL (Result=timeout, %s)' % (
+                'stop timeout' if stopped else 'start or stop timeout', exit_text)
+        if code == CLD_EXITED:
+            how = 'its main process exited with status %s on its own' % status
+            why = ('a start or stop job, or an ExecStop=/ExecStartPre=/ExecStartPost= command, ran past its timeout '
+                   'while the main process itself ended')
+        elif code == CLD_KILLED:
+            how = 'its main process was %s' % exit_text
+            why = ('systemd ends a start that runs past TimeoutStartSec= with SIGTERM, and a stop whose ExecStop= '
+                   'command runs past TimeoutStopSec= goes on with SIGTERM; the main process ended on that signal')
+        elif code == CLD_DUMPED:
+            how = 'its main process %s' % exit_text
+            why = 'systemd sends SIGABRT on a timeout with TimeoutStartFailureMode=/TimeoutStopFailureMode=abort'
+        else:
+            how = 'no exit of its main process is recorded (ExecMainCode=%s)' % props.get('ExecMainCode', '')
+            why = 'a start job (or an ExecStartPre= command) timed out before the main process ran'
+        return ('ran past a %s (Result=timeout), but %s, not killed with SIGKILL: %s'
+                % ('stop timeout' if stopped else 'start or stop timeout', how, why))
+    return 'ended with Result=%s (%s)' % (result, exit_text)
 
 
 def describe_exit(props):
@@ -268,17 +347,14 @@ def unit_record(props):
 
 
 def unit_args(unit):
-    """C(unit) as the last arguments of a systemctl command: after C(--) when it starts with C(-) (C(-.mount)),
-    so it is never read as an option. Other names are passed as they are."""
-    return ['--', unit] if unit.startswith('-') else [unit]
+    """C(unit) as the last arguments of a systemctl command, always after C(--), so that no name
+    (C(-.mount), or C(--now) given as a unit) is ever read as an option."""
+    return ['--', unit]
 
 
 def show_argv(systemctl, unit, properties=SHOW_PROPERTIES):
-    """The argv of C(systemctl show) for one unit and the properties this collection reads."""
-    options = ['--no-pager', '--property=%s' % ','.join(properties)]
-    if unit.startswith('-'):
-        return [systemctl, 'show'] + options + unit_args(unit)
-    return [systemctl, 'show', unit] + options
+    """The argv of C(systemctl show) for one unit and the properties this collection reads (unit after C(--))."""
+    return [systemctl, 'show', '--no-pager', '--property=%s' % ','.join(properties)] + unit_args(unit)
 
 
 # ------------------------------------------------------------------------------------- commands

@@ -22,10 +22,18 @@ Pairing (C(Reconciler)):
   their ends are not mistaken for unmatched ones.
 * C(started_count == completed_count + ended_count + incomplete_count) always holds.
 
-A line is malformed when it is not UTF-8, not JSON, not a JSON object, has no event key, or is a
-start or end record without a usable id, or a start without a usable time (an end's time is
-optional). Blank lines are skipped. Records with any other event value are counted as C(other).
-Files compressed with gzip (rotated logs) are read transparently.
+A line is malformed when it is not UTF-8, not JSON (or nested too deeply to read), not a JSON
+object, has no event key, is longer than C(max_line_bytes), or is a start or end record without a
+usable id, or a start without a usable time (an end's time is optional). Blank lines are skipped.
+Records with any other event value are counted as C(other). Files compressed with gzip (rotated
+logs) are read transparently.
+
+Reading is bounded: only regular files are opened (a FIFO, a device such as C(/dev/zero), a socket
+or a directory is refused before it is opened, and the file is opened with C(O_NONBLOCK) and checked
+again with C(fstat)); at most C(max_file_bytes) bytes (after decompression) are read per file,
+and a file over that is reported (C(capped)) rather than read on. The same file under two names
+(C(/var/log//x.jsonl), a symlink, a hard link) is read once: files are told apart by
+C((st_dev, st_ino)).
 """
 
 from __future__ import annotations
@@ -37,6 +45,7 @@ import json
 import math
 import os
 import re
+import stat
 import zlib
 
 from ansible.module_utils.common.text.converters import to_native, to_text
@@ -44,6 +53,12 @@ from ansible.module_utils.common.text.converters import to_native, to_text
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
 
 MALFORMED_SAMPLES = 10
+# Defaults of the reading bounds (options of task_log_reconcile).
+MAX_FILE_BYTES = 256 * 1024 * 1024
+MAX_LINE_BYTES = 1024 * 1024
+MAX_RECORD_CHARS = 2048
+MAX_LISTED = 100
+_SKIP_CHUNK = 64 * 1024
 _GZIP_MAGIC = b'\x1f\x8b'
 _EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 _MIN_TS = (datetime.datetime(1, 1, 2, tzinfo=datetime.timezone.utc) - _EPOCH).total_seconds()
@@ -140,12 +155,28 @@ class _Start(object):
         self.record = record
 
 
-class Reconciler(object):
-    """Reads task logs and pairs their records; see the module docstring for the rules."""
+def _file_kind(mode):
+    """What a non-regular file is, in words (for the refusal message)."""
+    for test, name in ((stat.S_ISDIR, 'a directory'), (stat.S_ISFIFO, 'a FIFO (named pipe)'),
+                       (stat.S_ISCHR, 'a character device'), (stat.S_ISBLK, 'a block device'),
+                       (stat.S_ISSOCK, 'a socket')):
+        if test(mode):
+            return name
+    return 'not a regular file'
 
-    def __init__(self, log_format=None, since=None):
+
+class Reconciler(object):
+    """Reads task logs and pairs their records; see the module docstring for the rules.
+
+    C(max_file_bytes) and C(max_line_bytes) bound what is read (per file, after decompression,
+    and per line).
+    """
+
+    def __init__(self, log_format=None, since=None, max_file_bytes=MAX_FILE_BYTES, max_line_bytes=MAX_LINE_BYTES):
         self.fmt = log_format or LogFormat()
         self.since = since
+        self.max_file_bytes = max_file_bytes
+        self.max_line_bytes = max_line_bytes
         self.files = []
         self.malformed_lines = 0
         self.malformed_samples = []
@@ -156,29 +187,68 @@ class Reconciler(object):
         self.other_events = 0
         self._open = {}      # id text -> [_Start] not yet closed
         self._pending = {}   # id text -> [(kind, ts)] ends read before their start
+        self._seen = {}      # (st_dev, st_ino) -> the path that file was first read under
 
     # ---------------------------------------------------------------- reading
 
+    def _stat_error(self, path, exc, missing_ok, info):
+        if exc.errno in (errno.ENOENT, errno.ENOTDIR):
+            if missing_ok:
+                info['exists'] = False
+                self.files.append(info)
+                return info
+            raise TaskLogError('task log %s does not exist; check paths (and the server\'s TASK_LOG setting), '
+                               'or set missing_ok=true for hosts that may never have written one' % path)
+        if exc.errno in (errno.EACCES, errno.EPERM):
+            raise TaskLogError('cannot read task log %s: permission denied; run the task with become: true '
+                               'or as a user that can read it' % path)
+        if exc.errno == errno.ENXIO:
+            raise TaskLogError('task log %s is a socket (or a device without a driver), not a regular file; list the log '
+                               'files themselves in paths' % path)
+        raise TaskLogError('cannot read task log %s: %s' % (path, to_native(exc)))
+
     def read_path(self, path, missing_ok=False):
-        """Read one task log file (plain or gzip). Raises C(TaskLogError) when it cannot be read."""
+        """Read one task log file (plain or gzip). Raises C(TaskLogError) when it cannot be read.
+
+        Only a regular file is opened (see the module docstring); one already read under another name
+        is not read again (its entry has C(duplicate_of)). C(capped) in the returned entry says the file
+        was longer than C(max_file_bytes) and only that much was read.
+        """
         info = {'path': path, 'exists': True, 'compressed': False, 'lines': 0, 'malformed_lines': 0,
-                'started': 0, 'completed': 0, 'ended': 0, 'other': 0}
-        if os.path.isdir(path):
-            raise TaskLogError('task log %s is a directory, not a file; list the log files themselves in paths' % path)
+                'started': 0, 'completed': 0, 'ended': 0, 'other': 0, 'bytes_read': 0, 'capped': False,
+                'duplicate_of': None}
+        if '\x00' in path:
+            raise TaskLogError('task log path %r contains a NUL byte, which no file name can; fix paths' % path)
         try:
-            handle = open(path, 'rb')
-        except (IOError, OSError) as exc:
-            if exc.errno == errno.ENOENT:
-                if missing_ok:
-                    info['exists'] = False
-                    self.files.append(info)
-                    return info
-                raise TaskLogError('task log %s does not exist; check paths (and the server\'s TASK_LOG setting), '
-                                   'or set missing_ok=true for hosts that may never have written one' % path)
-            if exc.errno in (errno.EACCES, errno.EPERM):
-                raise TaskLogError('cannot read task log %s: permission denied; run the task with become: true '
-                                   'or as a user that can read it' % path)
+            before = os.stat(path)
+        except OSError as exc:
+            return self._stat_error(path, exc, missing_ok, info)
+        if not stat.S_ISREG(before.st_mode):
+            what = _file_kind(before.st_mode)
+            if what == 'a directory':
+                raise TaskLogError('task log %s is a directory, not a file; list the log files themselves in paths' % path)
+            raise TaskLogError('task log %s is %s, not a regular file, so it is not read (it could block or never end); '
+                               'list the log files themselves in paths' % (path, what))
+        key = (before.st_dev, before.st_ino)
+        if key in self._seen:
+            info['duplicate_of'] = self._seen[key]
+            self.files.append(info)
+            return info
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, 'O_NOCTTY', 0))
+        except OSError as exc:
+            return self._stat_error(path, exc, missing_ok, info)
+        try:
+            now = os.fstat(fd)
+        except OSError as exc:
+            os.close(fd)
             raise TaskLogError('cannot read task log %s: %s' % (path, to_native(exc)))
+        if not stat.S_ISREG(now.st_mode) or (now.st_dev, now.st_ino) != key:
+            os.close(fd)
+            raise TaskLogError('task log %s was replaced while it was opened (it is now %s); run again'
+                               % (path, 'a regular file' if stat.S_ISREG(now.st_mode) else _file_kind(now.st_mode)))
+        self._seen[key] = path
+        handle = os.fdopen(fd, 'rb')
         try:
             with handle:
                 if handle.read(2) == _GZIP_MAGIC:
@@ -196,9 +266,39 @@ class Reconciler(object):
         return info
 
     def _read_lines(self, handle, info):
-        for raw in handle:
+        """Feed the lines of C(handle), at most C(max_file_bytes) bytes and C(max_line_bytes) per line."""
+        max_line = self.max_line_bytes
+        while True:
+            remaining = self.max_file_bytes - info['bytes_read']
+            if remaining <= 0:
+                if handle.read(1):
+                    info['capped'] = True
+                return
+            limit = min(max_line + 1, remaining)
+            raw = handle.readline(limit)
+            if not raw:
+                return
+            info['bytes_read'] += len(raw)
+            if raw.endswith(b'\n') or len(raw) < limit:
+                info['lines'] += 1
+                self.feed(raw, info, info['lines'])
+                continue
+            if limit == remaining and remaining <= max_line:
+                # The cap falls inside this line: the partial line is not used.
+                info['capped'] = True
+                return
             info['lines'] += 1
-            self.feed(raw, info, info['lines'])
+            self._malformed(info, info['lines'], 'longer than max_line_bytes=%d bytes; skipped' % max_line)
+            while not raw.endswith(b'\n'):
+                remaining = self.max_file_bytes - info['bytes_read']
+                if remaining <= 0:
+                    if handle.read(1):
+                        info['capped'] = True
+                    return
+                raw = handle.readline(min(_SKIP_CHUNK, remaining))
+                if not raw:
+                    return
+                info['bytes_read'] += len(raw)
 
     def feed(self, raw, info, line_no):
         """Account for one raw line (bytes or text) of the file described by C(info)."""
@@ -219,6 +319,9 @@ class Reconciler(object):
             record = json.loads(text)
         except ValueError as exc:
             self._malformed(info, line_no, 'not JSON (%s)' % exc)
+            return
+        except RecursionError:
+            self._malformed(info, line_no, 'JSON nested too deeply to read')
             return
         if not isinstance(record, dict):
             self._malformed(info, line_no, 'not a JSON object')
@@ -319,24 +422,48 @@ class Reconciler(object):
         return sum(1 for ends in self._pending.values() for _kind, ts in ends
                    if ts is None or self._in_window(ts))
 
-    def describe(self, start):
+    def describe(self, start, max_chars=None):
+        """The returned record of an incomplete start; with C(max_chars) its id and fields are cut to about
+        that many characters (C(truncated) says so): a value that does not fit is cut to a string, and the
+        fields after it are left out."""
         fmt = self.fmt
         skip = (fmt.id_key, fmt.event_key, fmt.time_key)
+        fields = dict((k, v) for k, v in start.record.items() if k not in skip)
+        request_id = start.id
+        truncated = False
+        if max_chars is not None:
+            if isinstance(request_id, str) and len(request_id) > max_chars:
+                request_id = request_id[:max_chars]
+                truncated = True
+            fields, cut = _bounded_fields(fields, max_chars)
+            truncated = truncated or cut
         return {
-            'id': start.id,
+            'id': request_id,
             'started_ts': start.ts,
             'started_at': iso_utc(start.ts),
             'path': start.path,
             'line': start.line,
-            'fields': dict((k, v) for k, v in start.record.items() if k not in skip),
+            'fields': fields,
+            'truncated': truncated,
         }
 
-    def summary(self, max_listed=1000):
-        """The counts and the (bounded) list of incomplete requests, as the module returns them."""
+    def summary(self, max_listed=MAX_LISTED, max_record_chars=MAX_RECORD_CHARS):
+        """The counts and the bounded sample of incomplete requests, as the module returns them.
+
+        C(state) is C(no_task_log) (and C(incomplete_count) C(None)) when files were listed and none exists,
+        C(capped) when a file was longer than C(max_file_bytes), else C(read).
+        """
         incomplete = self.incomplete()
+        if self.files and not any(p['exists'] for p in self.files):
+            state = 'no_task_log'
+        elif any(p['capped'] for p in self.files):
+            state = 'capped'
+        else:
+            state = 'read'
         return {
-            'incomplete': [self.describe(s) for s in incomplete[:max_listed]],
-            'incomplete_count': len(incomplete),
+            'state': state,
+            'incomplete': [self.describe(s, max_record_chars) for s in incomplete[:max_listed]],
+            'incomplete_count': len(incomplete) if state != 'no_task_log' else None,
             'truncated': len(incomplete) > max_listed,
             'started_count': self.started_count,
             'completed_count': self.completed_count,
@@ -348,6 +475,34 @@ class Reconciler(object):
             'malformed_samples': list(self.malformed_samples),
             'paths': [dict(p) for p in self.files],
         }
+
+
+def _bounded_fields(fields, budget):
+    """C(fields) cut to about C(budget) characters of keys and (JSON) values; returns C((fields, cut))."""
+    out = {}
+    cut = False
+    for key, value in fields.items():
+        if budget <= 0:
+            return out, True
+        key = to_text(key)
+        if len(key) >= budget:
+            out[key[:budget]] = ''
+            return out, True
+        if isinstance(value, str):
+            text = value
+        else:
+            try:
+                text = json.dumps(value)
+            except (TypeError, ValueError, RecursionError):
+                text = to_text(repr(value))
+        cost = len(key) + len(text)
+        if cost <= budget:
+            out[key] = value
+            budget -= cost
+            continue
+        out[key] = text[:budget - len(key)]
+        return out, True
+    return out, cut
 
 
 # -------------------------------------------------------------------- resubmission
@@ -388,7 +543,7 @@ def _send(url, method, body, token, headers, validate_certs, ca_path, timeout):
     if 200 <= resp.status < 300:
         return {'status': resp.status, 'ok': True, 'error': None}
     return {'status': resp.status, 'ok': False,
-            'error': '%s %s returned HTTP %s: %s' % (method, url, resp.status, resp.body[:200])}
+            'error': '%s %s returned HTTP %s: %s' % (method, url, resp.status, resp.mask(resp.body[:200]))}
 
 
 # -------------------------------------------------------------------- the task_log_reconcile workflow
@@ -405,7 +560,10 @@ def argument_spec():
         ended_values=dict(type='list', elements='str', default=['aborted']),
         time_key=dict(type='str', default='ts', no_log=False),
         since=dict(type='float'),
-        max_listed=dict(type='int', default=1000),
+        max_listed=dict(type='int', default=MAX_LISTED),
+        max_record_chars=dict(type='int', default=MAX_RECORD_CHARS),
+        max_file_bytes=dict(type='int', default=MAX_FILE_BYTES),
+        max_line_bytes=dict(type='int', default=MAX_LINE_BYTES),
         max_malformed=dict(type='int', default=0),
         fail_on_malformed=dict(type='bool', default=False),
         resubmit=dict(
@@ -436,17 +594,20 @@ def _with_defaults(spec, params):
 
 
 def _empty_result():
-    return {'changed': False, 'incomplete': [], 'incomplete_count': 0, 'truncated': False, 'started_count': 0,
+    return {'changed': False, 'state': 'error', 'incomplete': [], 'incomplete_count': None, 'truncated': False,
+            'started_count': 0,
             'completed_count': 0, 'ended_count': 0, 'unmatched_count': 0, 'started_before_since': 0,
             'other_events': 0, 'malformed_lines': 0, 'malformed_samples': [], 'paths': [],
             'would_resubmit': 0, 'resubmitted': []}
 
 
 def _unique(paths):
+    """C(paths) without repeats of one spelling (C(/var/log//x.jsonl) and C(/var/log/x.jsonl) are one); files
+    reached by two different names (a symlink, a hard link) are told apart by inode when they are read."""
     seen = set()
     found = []
     for path in paths:
-        key = path.rstrip('/') or path
+        key = os.path.normpath(path)
         if key not in seen:
             seen.add(key)
             found.append(path)
@@ -473,6 +634,16 @@ def reconcile(params, check_mode=False, warn=None):
     for name in ('max_listed', 'max_malformed'):
         if params[name] < 0:
             return result, '%s must be 0 or more, got %d' % (name, params[name])
+    for name in ('max_record_chars', 'max_file_bytes', 'max_line_bytes'):
+        if params[name] < 1:
+            return result, '%s must be 1 or more, got %d' % (name, params[name])
+    since = params['since']
+    if since is not None and (not isinstance(since, (int, float)) or isinstance(since, bool) or not math.isfinite(since)):
+        return result, ('since must be a finite number of epoch seconds, got %s (a NaN or infinite since would leave every '
+                        'request out of the counts)' % (since,))
+    for index, path in enumerate(params['paths'] or ()):
+        if path and '\x00' in path:
+            return result, 'paths[%d] (%r) contains a NUL byte, which no file name can; fix paths' % (index, path)
     paths = _unique([p for p in params['paths'] or () if p])
     if not paths:
         return result, 'paths must name at least one task log file'
@@ -483,14 +654,27 @@ def reconcile(params, check_mode=False, warn=None):
     if problems:
         return result, 'invalid log format: %s' % '; '.join(problems)
 
-    reconciler = Reconciler(log_format, since=params['since'])
+    reconciler = Reconciler(log_format, since=since, max_file_bytes=params['max_file_bytes'],
+                            max_line_bytes=params['max_line_bytes'])
     try:
         for path in paths:
             reconciler.read_path(path, missing_ok=params['missing_ok'])
     except TaskLogError as exc:
-        result.update(reconciler.summary(params['max_listed']))
+        result.update(reconciler.summary(params['max_listed'], params['max_record_chars']))
+        result.update(state='error', incomplete_count=None)
         return result, str(exc)
-    result.update(reconciler.summary(params['max_listed']))
+    result.update(reconciler.summary(params['max_listed'], params['max_record_chars']))
+
+    if result['state'] == 'no_task_log':
+        warn('no task log found: none of %s exists, so nothing about unfinished requests is known (state=no_task_log)'
+             % ', '.join(paths))
+        return result, None
+    if result['state'] == 'capped':
+        capped = [p['path'] for p in result['paths'] if p['capped']]
+        limit = params['max_file_bytes']
+        return result, ('task log(s) %s are longer than max_file_bytes=%d: only the first %d bytes of each were read, so '
+                        'the counts are incomplete and nothing was resubmitted. What to do: raise max_file_bytes, or rotate '
+                        'the log and list the rotated files' % (', '.join(capped), limit, limit))
 
     if result['malformed_lines'] > params['max_malformed']:
         message = _describe_malformed(result)
@@ -517,12 +701,12 @@ def reconcile(params, check_mode=False, warn=None):
     result['changed'] = any(o['ok'] for o in outcomes)
     failed = [o for o in outcomes if not o['ok']]
     if failed:
+        total = len(reconciler.incomplete())
         sent_ok = sum(o['count'] for o in outcomes if o['ok'])
-        not_sent = result['incomplete_count'] - sum(o['count'] for o in outcomes)
+        not_sent = total - sum(o['count'] for o in outcomes)
         message = ('resubmission to %s failed for %d of %d request(s), %d accepted, %d not sent; first failure: %s. '
                    'Check the endpoint (and resubmit.token), then rerun' % (
-                       options['url'], sum(o['count'] for o in failed), result['incomplete_count'], sent_ok, not_sent,
-                       failed[0]['error']))
+                       options['url'], sum(o['count'] for o in failed), total, sent_ok, not_sent, failed[0]['error']))
         if options['on_error'] == 'fail':
             return result, message
         warn(message)

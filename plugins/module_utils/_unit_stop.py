@@ -9,26 +9,31 @@ is C(None) or the message to fail with (also in C(result['msg'])). Expected erro
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _systemd
 
-DEFAULT_FAIL_ON = ('timeout_killed', 'failed', 'signal')
+DEFAULT_FAIL_ON = ('timeout_killed', 'timeout', 'failed', 'signal')
 
 ADVICE = {
-    'timeout_killed': ('did not exit within its stop timeout and was killed with SIGKILL (Result=timeout), so requests '
-                       'in flight may have been lost. What to do: drain it first, raise timeout_stop_sec, or make the '
-                       'server exit on SIGTERM once drained'),
+    'timeout_killed': ('%(explanation)s, so requests in flight may have been lost. What to do: drain it first, '
+                       'raise timeout_stop_sec, or make the server exit on SIGTERM once drained'),
+    'timeout': ('%(explanation)s. What to do: read journalctl -u %(unit)s to see which job or command timed out, and '
+                'check its TimeoutStartSec=/TimeoutStopSec= and ExecStop='),
     'failed': ('ended with Result=%(result)s (%(exit)s). What to do: read journalctl -u %(unit)s'),
     'signal': ('was killed by a signal it did not handle (Result=%(result)s, %(exit)s) outside a stop timeout. '
                'What to do: read journalctl -u %(unit)s and coredumpctl list'),
     'not_found': ('is not loaded (LoadState=not-found). What to do: check the name; a templated unit needs its '
                   'instance, e.g. name@instance.service'),
     'running': ('is still %(active_state)s. What to do: stop it first, or look for what starts it '
-                '(systemctl list-dependencies --reverse %(unit)s)'),
+                '(systemctl list-dependencies --reverse -- %(unit)s)'),
     'clean': ('ended cleanly (Result=success), and clean is listed in fail_on'),
 }
+
+# The smallest stop timeout a drop-in can carry: systemd reads TimeoutStopSec=0 as "no timeout".
+MIN_TIMEOUT_STOP_SEC = 0.001
 
 
 def argument_spec():
@@ -64,6 +69,7 @@ def _record(unit, props, was_active, stopped, timeout_stop_sec, stop_seconds, di
         'active_state': rec['active_state'], 'sub_state': rec['sub_state'], 'unit_file_state': rec['unit_file_state'],
         'exec_main_code': rec['exec_main_code'], 'exec_main_status': rec['exec_main_status'],
         'exec_main_pid': rec['exec_main_pid'], 'exit': _systemd.describe_exit(props),
+        'explanation': _systemd.explain(props, stopped=bool(stopped and stop_seconds is not None)),
         'timeout_stop_sec': timeout_stop_sec if stopped else rec['timeout_stop_sec'],
         'stop_seconds': stop_seconds, 'disabled': disabled, 'masked': masked,
         'changed': bool(stopped or disabled or masked), 'error': error,
@@ -75,7 +81,7 @@ def _error_record(unit, error):
     return {'unit': unit, 'was_active': None, 'stopped': False, 'classification': None, 'result': None,
             'load_state': None, 'active_state': None, 'sub_state': None, 'unit_file_state': None,
             'exec_main_code': None, 'exec_main_status': None, 'exec_main_pid': None, 'exit': None,
-            'timeout_stop_sec': None, 'stop_seconds': None, 'disabled': False, 'masked': False,
+            'explanation': None, 'timeout_stop_sec': None, 'stop_seconds': None, 'disabled': False, 'masked': False,
             'changed': False, 'error': error}
 
 
@@ -94,14 +100,23 @@ def _join(*errors):
     return '; '.join(e for e in errors if e)
 
 
-def _validate(units, opts):
-    """The message for options C(run()) cannot work with, or None."""
+def _validate(names, units, opts):
+    """The message for options C(run()) cannot work with, or None. C(names) are the names as given."""
+    for index, name in enumerate(names):
+        problem = _systemd.unit_name_problem(name) if name and name.strip() else None
+        if problem:
+            return 'units[%d] (%r) %s; give systemd unit names such as model-server@llama.service' % (index, name, problem)
     if not units:
         return 'units is empty: name at least one systemd unit'
     timeout = opts['timeout_stop_sec']
     if timeout is not None:
+        if not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or not math.isfinite(timeout):
+            return 'timeout_stop_sec must be a finite number of seconds, got %s' % (timeout,)
         if timeout <= 0:
             return 'timeout_stop_sec must be more than 0 seconds, got %s' % timeout
+        if timeout < MIN_TIMEOUT_STOP_SEC:
+            return ('timeout_stop_sec must be at least %s seconds (systemd reads a shorter one as 0, which means no '
+                    'timeout), got %s' % (MIN_TIMEOUT_STOP_SEC, timeout))
         odd = [u for u in units if not u.endswith('.service')]
         if odd:
             return 'timeout_stop_sec applies to .service units only; not to %s' % ', '.join(odd)
@@ -134,9 +149,15 @@ class UnitStopper(object):
         started_at = self.wall()
         start = self.clock()
         opts = _options(params)
-        units = [_systemd.normalize_unit_name(u) for u in opts['units'] or [] if u and u.strip()]
+        names = list(opts['units'] or [])
+        failure = None
+        units = []
+        if all(isinstance(u, str) for u in names):
+            units = [_systemd.normalize_unit_name(u) for u in names if u and u.strip()]
+        else:
+            failure = 'units must be a list of unit names (strings), got %r' % (names,)
         result = dict(changed=False, units=[], failed_units=[], msg='', diff={'before': {}, 'after': {}})
-        failure = _validate(units, opts)
+        failure = failure or _validate(names, units, opts)
         if failure is None:
             failure = self._stop_all(units, opts, result)
         if failure is not None:
@@ -178,7 +199,7 @@ class UnitStopper(object):
             return record['error']
         if record['stopped'] and not self.check_mode and cls == 'running':
             return '%s is still %s after systemctl stop: something started it again. %s' % (
-                unit, record['active_state'], 'What to do: look for what starts it (systemctl list-dependencies --reverse %s), '
+                unit, record['active_state'], 'What to do: look for what starts it (systemctl list-dependencies --reverse -- %s), '
                 'or set mask: true' % unit)
         if cls in opts['fail_on'] and not (self.check_mode and record['stopped']):
             return '%s %s' % (unit, ADVICE.get(cls, cls) % record)

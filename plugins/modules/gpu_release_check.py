@@ -41,12 +41,21 @@ options:
     description:
       - Where GPU and process information comes from.
       - V(auto) uses V(nvidia-smi) when it is on the PATH (or O(nvidia_smi_path) is set), else V(nvml)
-        when the C(pynvml) module imports and NVML initialises, else V(rocm-smi) when it is on the
-        PATH (or O(rocm_smi_path) is set), else V(proc).
-      - V(nvidia-smi) runs C(nvidia-smi --query-gpu) and C(--query-compute-apps) (CSV).
+        when the C(pynvml) module imports and NVML initialises, else V(amd-smi) when it is on the PATH
+        (or O(amd_smi_path) is set), else V(rocm-smi) when it is on the PATH (or O(rocm_smi_path) is set),
+        else V(proc).
+      - V(nvidia-smi) runs C(nvidia-smi --query-gpu) and C(--query-compute-apps) (CSV with a header line).
+        The header must name every queried field; an output with other fields, or a line with fewer
+        fields, is not read and the check fails with RV(state=unknown).
       - V(nvml) uses the C(pynvml) bindings (Python package C(nvidia-ml-py)).
-      - V(rocm-smi) runs C(rocm-smi --showmeminfo vram --showpids --showproductname --showuniqueid --json).
-        rocm-smi does not say which GPU a process uses, so O(gpus) cannot exclude its processes.
+      - V(amd-smi) (ROCm 6.4 and later, where it replaces rocm-smi) runs C(amd-smi metric --mem-usage --json)
+        and C(amd-smi process --json), the processes of each GPU with their VRAM. amd-smi may list a process
+        under every GPU. Run by a user other than root it cannot see other users' processes, so an empty
+        process list then fails the check (RV(state=unknown)); set C(become=true) on the task.
+      - V(rocm-smi) runs C(rocm-smi --showmeminfo vram --showproductname --showuniqueid --json) for the GPUs
+        and C(rocm-smi --showpids) for the processes (its JSON cannot say "no process", so the text table, or its
+        C(No KFD PIDs currently running), is what counts). rocm-smi does not say which GPU a process uses, so
+        O(gpus) cannot exclude its processes.
       - V(proc) scans C(/proc/*/fd) for processes with C(/dev/nvidia*) or C(/dev/kfd) open. It needs no
         vendor tool but cannot see memory amounts, so it cannot check O(max_memory_used_mib). Root is
         needed to read other users' processes; processes it cannot read make the check fail rather
@@ -54,14 +63,18 @@ options:
         C(nv-fabricmanager) and C(nvidia-smi), which keep the devices open without holding a model.
     type: str
     default: auto
-    choices: [auto, nvidia-smi, nvml, rocm-smi, proc]
+    choices: [auto, nvidia-smi, nvml, amd-smi, rocm-smi, proc]
   nvidia_smi_path:
     description:
-      - Path of C(nvidia-smi) when it is not on the PATH.
+      - Path of C(nvidia-smi) when it is not on the PATH. A path with a NUL byte is refused.
+    type: path
+  amd_smi_path:
+    description:
+      - Path of C(amd-smi) when it is not on the PATH (usually C(/opt/rocm/bin/amd-smi)). A path with a NUL byte is refused.
     type: path
   rocm_smi_path:
     description:
-      - Path of C(rocm-smi) when it is not on the PATH.
+      - Path of C(rocm-smi) when it is not on the PATH. A path with a NUL byte is refused.
     type: path
   pids:
     description:
@@ -75,6 +88,8 @@ options:
         unit's last main process (C(ExecMainPID)) when C(systemctl) is available.
       - A name without a unit-type suffix gets C(.service), so V(model-server@llama) means
         C(model-server@llama.service).
+      - It is passed to C(systemctl) after C(--), so a name starting with C(-) is never read as an option; a
+        name with a NUL byte, another control character or a C(/) is refused.
     type: str
   process_name:
     description:
@@ -102,12 +117,13 @@ options:
     description:
       - Seconds to wait for the release. The check runs at once and then every O(poll_interval)
         seconds until it passes or the deadline is reached. V(0) checks once.
+      - A finite number of 0 or more; NaN, infinities and negative numbers are refused.
       - With O(kill_orphans=true), a second wait of the same length follows the kill.
     type: float
     default: 30
   poll_interval:
     description:
-      - Seconds between checks.
+      - Seconds between checks. A finite number more than 0; V(0), negative numbers, NaN and infinities are refused.
     type: float
     default: 1
   kill_orphans:
@@ -119,8 +135,12 @@ options:
     type: bool
     default: false
 notes:
-  - Each C(nvidia-smi) and C(rocm-smi) command gets 60 seconds, enforced with C(timeout) (coreutils) when it is
-    on the PATH; one that takes longer fails the task with RV(error_kind=tool_timeout).
+  - Each C(nvidia-smi), C(amd-smi) and C(rocm-smi) command gets 60 seconds, enforced with C(timeout) (coreutils)
+    when it is on the PATH and otherwise by the module itself (SIGTERM, then SIGKILL 5 seconds later); one that
+    takes longer fails the task with RV(error_kind=tool_timeout) and RV(state=unknown).
+  - What cannot be known is never reported as released. A GPU tool that fails, hangs or prints something
+    unreadable, a C(/proc) that cannot be listed, processes whose open files cannot be read, or a memory
+    threshold on a GPU that does not report its memory, fail the task with RV(state=unknown).
   - Processes are counted per GPU tool. V(nvidia-smi) and V(nvml) list compute processes only, so
     graphics clients (an X server) do not count; under CUDA MPS the MPS server is the holder.
   - On GPUs in MIG mode, nvidia-smi reports the parent GPU's UUID for each process; a MIG device UUID,
@@ -129,7 +149,7 @@ notes:
     usually, but not always, equals nvidia-smi's index.
 requirements:
   - Linux.
-  - One of C(nvidia-smi), the Python package C(nvidia-ml-py) (for V(nvml)), C(rocm-smi), or none (V(proc)).
+  - One of C(nvidia-smi), the Python package C(nvidia-ml-py) (for V(nvml)), C(amd-smi), C(rocm-smi), or none (V(proc)).
 seealso:
   - module: modelops.shutdown.unit_stop
 '''
@@ -150,6 +170,13 @@ EXAMPLES = r'''
     timeout: 120
     poll_interval: 2
 
+- name: On an AMD host with ROCm 6.4 or later, read the processes with amd-smi
+  modelops.shutdown.gpu_release_check:
+    backend: amd-smi
+    amd_smi_path: /opt/rocm/bin/amd-smi
+    unit: model-server@llama.service
+  become: true
+
 - name: On a host without a vendor tool, scan /proc for processes holding the GPU devices
   modelops.shutdown.gpu_release_check:
     backend: proc
@@ -168,6 +195,16 @@ released:
   returned: always
   type: bool
   sample: true
+state:
+  description:
+    - V(released) the GPUs were proven released (RV(released=true)).
+    - V(held) a matching process (or a GPU's used memory over O(max_memory_used_mib)) was seen at the last check.
+    - V(unknown) whether the GPUs are released could not be found out, for example a GPU tool failed, hung or
+      printed unreadable output (see RV(error_kind)), processes could not be read (RV(unreadable_pids)), a GPU
+      did not report its memory, or the options were refused. Never counts as released.
+  returned: always
+  type: str
+  sample: released
 gpus:
   description:
     - The selected GPUs, each with every compute process on it. Empty on a host without GPUs.
@@ -190,12 +227,12 @@ gpus:
       returned: always
       sample: 0
     uuid:
-      description: GPU UUID, or the AMD unique ID; null when unknown.
+      description: GPU UUID, or the AMD unique ID; null when unknown (always for V(amd-smi)).
       type: str
       returned: always
       sample: GPU-00000000-0000-0000-0000-000000000000
     name:
-      description: Product name (device path for the V(proc) backend).
+      description: Product name (device path for the V(proc) backend, PCI address for V(amd-smi)).
       type: str
       returned: always
       sample: NVIDIA H100 80GB HBM3
@@ -306,7 +343,8 @@ error_kind:
   description:
     - Why a GPU tool could not be used, when that is what failed the task. For example V(driver_not_loaded)
       (nvidia-smi rc 9), V(library_not_found) (rc 12), V(gpu_lost) (rc 15), V(permission) (rc 4),
-      V(unparseable), V(tool_missing), V(tool_timeout) (the tool did not finish in time).
+      V(unparseable) (the output did not match what was asked), V(tool_missing), V(tool_timeout) (the tool did
+      not finish in time).
   returned: when a GPU tool failed
   type: str
   sample: driver_not_loaded
@@ -329,6 +367,7 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import module_argument_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._gpu_check import (
     MODULE_KWARGS,
     GpuReleaseChecker,
@@ -337,7 +376,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._gpu_check impor
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **MODULE_KWARGS)
+    module = AnsibleModule(argument_spec=module_argument_spec(argument_spec()), supports_check_mode=True, **MODULE_KWARGS)
     checker = GpuReleaseChecker(module.run_command, module.get_bin_path, module.check_mode, module.warn)
     result, failure_msg = checker.run(module.params)
     if failure_msg is not None:

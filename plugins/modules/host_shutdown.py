@@ -58,12 +58,13 @@ options:
     required: true
   policy:
     description:
-      - What to take back; only what is listed is touched, and each step records what it replaced.
+      - What to take back, the options of M(modelops.shutdown.policy_revoke) (validated by its argument spec); only
+        what is listed is touched, and each item records its previous and its new state.
       - C(mask_units) (list of units) and C(remove_dropins) (list of paths, systemd is reloaded after) through C(systemctl).
       - C(firewall_ports) (V(8000/tcp)) closed in firewalld (runtime and permanent, zone C(firewall_zone), default
         V(public)) or ufw, whichever is active.
       - C(selinux_ports) (C(port), C(proto), C(setype)), C(selinux_booleans) (C(name), C(state)) and
-        C(selinux_fcontexts) (C(target), C(setype), C(path) to relabel) through C(semanage), C(setsebool) and
+        C(selinux_fcontexts) (C(target), C(setype), C(ftype), C(path) to relabel) through C(semanage), C(setsebool) and
         C(restorecon). C(selinux_mode) (V(permissive) or V(disabled)) changes the mode of the whole host and is never
         set unless given.
     type: dict
@@ -80,6 +81,7 @@ seealso:
   - module: modelops.shutdown.model_drain
   - module: modelops.shutdown.unit_stop
   - module: modelops.shutdown.gpu_release_check
+  - module: modelops.shutdown.policy_revoke
 '''
 
 EXAMPLES = r'''
@@ -157,8 +159,8 @@ stop:
   type: dict
   sample: {changed: true, stop_seconds: 0.41, units: [{unit: vllm@llama3.service, classification: clean}]}
 policy:
-  description: C(steps), one per subsystem (C(step), C(status) done, unchanged, skipped or failed, C(reason), C(items)
-    each with its C(previous) state), and C(changed).
+  description: What M(modelops.shutdown.policy_revoke) returns - C(steps), one per subsystem (C(step), C(status) done,
+    unchanged, skipped or failed, C(reason), C(items) each with its C(previous) and C(new) state), C(ok) and C(changed).
   returned: when the policy phase ran
   type: dict
   sample: {changed: false, steps: [{step: firewall, status: skipped, reason: no firewall ports listed}]}

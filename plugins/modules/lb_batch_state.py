@@ -55,7 +55,9 @@ options:
       - Every server of the pools this load balancer serves that the budget counts, the batch's included.
       - Each entry is a dict with C(host) (the inventory name of the model host) and exactly one of C(haproxy),
         C(consul), C(http) or C(file), whose value takes the options of the same name of
-        M(modelops.shutdown.model_health_state) and is validated with that module's argument spec.
+        M(modelops.shutdown.model_health_state) and is validated with that module's argument spec, numbers included
+        (finite, not negative, timeouts more than 0).
+      - A pool read that is incomplete (an empty or cut-off runtime API answer) counts as unread, so nothing is changed.
     type: list
     elements: dict
     required: true
@@ -236,13 +238,15 @@ put_back:
   sample: [gpu-01 to ready]
 '''
 
+import time
+
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._budget import BudgetError
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import adapter_errors
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
-from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite
 
 
 def main():
@@ -263,11 +267,16 @@ def main():
         supports_check_mode=True,
     )
     params = module.params
+    started = round(time.time(), 3)
+    result = {'changed': False, 'lb': params['name'], 'state': params['state'], 'servers': [], 'budget': [],
+              'refused': False, 'started_at': started, 'marked_at': None, 'finished_at': started}
     for option, low in (('verify_timeout', 0.0), ('verify_interval', 0.01), ('available_timeout', 0.0)):
         if not finite(params[option]) or params[option] < low:
-            module.fail_json(msg='%s must be a finite number of at least %s seconds, got %s' % (option, low, params[option]))
-    result = {'changed': False, 'lb': params['name'], 'state': params['state'], 'servers': [], 'budget': [],
-              'refused': False}
+            module.fail_json(msg='%s must be a finite number of at least %s seconds, got %s' % (option, low, params[option]),
+                             **result)
+        if params[option] > MAX_SECONDS:
+            module.fail_json(msg='%s must be at most %s seconds (a week), got %s' % (option, MAX_SECONDS, params[option]),
+                             **result)
     failure = None
     try:
         members = parse_members(params['members'], params['name'])
@@ -285,6 +294,8 @@ def main():
     except adapter_errors() as exc:
         failure = '%s: %s' % (params['name'], to_text(exc))
     if failure:
+        if result.get('finished_at') is None:
+            result['finished_at'] = round(time.time(), 3)
         module.fail_json(msg=failure, **result)
     module.exit_json(**result)
 

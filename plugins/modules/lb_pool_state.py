@@ -44,13 +44,17 @@ options:
         description: Port of the runtime API TCP socket. Required with O(haproxy.host).
         type: int
       timeout:
-        description: Seconds to wait for each runtime API connection and answer.
+        description:
+          - Seconds one runtime API exchange (connection, command and the whole answer) may take.
+          - More than 0 and at most a week.
         type: float
         default: 5.0
   backends:
     description:
-      - Backends to read. All backends when omitted.
+      - Backends to read. All backends when omitted; an empty list is refused.
       - A backend that does not exist, or has no server, fails the module.
+      - So does an answer that is not complete - empty, without its header, with a row of the wrong number of
+        fields, or without the empty line HAProxy ends every answer with - rather than return part of the pool.
     type: list
     elements: str
 '''
@@ -114,27 +118,36 @@ from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime, runtime_api_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import read_pool
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import module_argument_spec, number_problems
+
+
+def argument_spec():
+    return dict(
+        haproxy=runtime_api_spec(required=True),
+        backends=dict(type='list', elements='str'),
+    )
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            haproxy=runtime_api_spec(required=True),
-            backends=dict(type='list', elements='str'),
-        ),
-        supports_check_mode=True,
-    )
+    module = AnsibleModule(argument_spec=module_argument_spec(argument_spec()), supports_check_mode=True)
     params = module.params['haproxy']
-    runtime = HAProxyRuntime(socket_path=params['socket'], host=params['host'], port=params['port'], timeout=params['timeout'])
+    source = params.get('socket') or '%s:%s' % (params.get('host'), params.get('port'))
+    problems = number_problems(argument_spec(), module.params, seconds={'haproxy.timeout': dict(minimum=0.0, above=True)})
+    if module.params['backends'] == []:
+        problems.append('backends is an empty list: omit it to read every backend, or name at least one')
+    if problems:
+        module.fail_json(msg='; '.join(problems), source=source)
     error = None
     try:
+        runtime = HAProxyRuntime(socket_path=params['socket'], host=params['host'], port=params['port'], timeout=params['timeout'])
+        source = runtime.describe()
         servers = read_pool(runtime, module.params['backends'])
     except HAProxyError as exc:
         error = to_text(exc)
     if error is not None:
-        module.fail_json(msg='Could not read the pool: %s. Check the runtime API address and the backend names.' % error,
-                         source=runtime.describe())
-    module.exit_json(changed=False, servers=servers, source=runtime.describe())
+        module.fail_json(msg='Could not read the pool: %s. Check the runtime API address and the backend names.' % error.rstrip('.'),
+                         source=source)
+    module.exit_json(changed=False, servers=servers, source=source)
 
 
 if __name__ == '__main__':

@@ -22,6 +22,8 @@ description:
   - The instance counts as drained when the in-flight figure is 0 and has stayed 0 for O(quiet_period) seconds.
   - A read that fails (endpoint down, HTTP error, text that is not Prometheus format, HAProxy unreachable) ends the wait
     with a failure that names the source and the figures read until then.
+  - A source given as V(null) is not given. With no source left to read the task fails; it never reports RV(drained)
+    without having read a figure.
   - The module only reads; it never changes anything, so it always returns RV(changed=false).
 author:
   - modelops.shutdown contributors (@modelops)
@@ -56,7 +58,9 @@ options:
       preset:
         description:
           - Which metrics to sum.
-          - V(vllm) sums C(vllm:num_requests_running) and C(vllm:num_requests_waiting).
+          - V(vllm) sums C(vllm:num_requests_running), C(vllm:num_requests_waiting) and, where the server exports it (vLLM V0),
+            C(vllm:num_requests_swapped), since requests preempted to CPU memory are still in flight. vLLM V1 has no such
+            gauge; its absence is not an error.
           - V(sglang) sums C(sglang:num_running_reqs) and C(sglang:num_queue_reqs).
           - V(tgi) (text-generation-inference) sums C(tgi_queue_size) and C(tgi_batch_current_size).
           - V(triton) reads C(nv_inference_pending_request_count). This gauge counts requests B(queued) for execution only,
@@ -97,6 +101,8 @@ options:
       token:
         description:
           - Bearer token sent in the C(Authorization) header.
+          - Whitespace around it (the newline a YAML block scalar or C(slurp | b64decode) leaves) is removed; a line break
+            or other control character inside it is refused. It never appears in a result or message.
         type: str
       headers:
         description:
@@ -115,7 +121,9 @@ options:
         type: path
       timeout:
         description:
-          - Seconds one scrape may take.
+          - Seconds one scrape may take, B(all of it) (connection, headers and body), not each read. An endpoint that
+            trickles its answer is cut off after this time. More than 0 and at most a week.
+          - The body is read up to 32 MiB.
         type: float
         default: 5
   haproxy:
@@ -123,6 +131,8 @@ options:
       - Count requests in flight as HAProxy sees them for one server, C(scur) (current sessions) plus C(qcur)
         (requests queued for the server), read through the HAProxy runtime API (C(show stat)).
       - Give either O(haproxy.socket) or O(haproxy.host) and O(haproxy.port).
+      - Each read is one runtime API exchange of at most 5 seconds. An answer that is empty, cut off (without the empty line
+        HAProxy ends every answer with) or not C(show stat) CSV of the expected shape fails the wait.
     type: dict
     suboptions:
       socket:
@@ -174,6 +184,7 @@ options:
     description:
       - Deadline in seconds, counted from the first read, or from O(since) when given. The last read happens at the
         deadline; the first read happens even when the deadline has already passed.
+      - O(timeout), O(poll_interval) and O(quiet_period) must be finite (not V(nan) or V(inf)) and at most a week.
     type: float
     default: 300
   since:
@@ -407,14 +418,13 @@ sources:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._drain import MODULE_KWARGS, DrainWaiter, argument_spec, check_params
+from ansible_collections.modelops.shutdown.plugins.module_utils._drain import MODULE_KWARGS, DrainWaiter, argument_spec
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import module_argument_spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True, **MODULE_KWARGS)
-    problems = check_params(module.params)
-    if problems:
-        module.fail_json(msg='; '.join(problems))
+    module = AnsibleModule(argument_spec=module_argument_spec(argument_spec()), supports_check_mode=True, **MODULE_KWARGS)
+    # DrainWaiter.run() checks the parameters (check_params) first, so that a refusal carries every result key too.
     result, failure = DrainWaiter(module.params, module.check_mode, module.warn).run()
     if failure:
         module.fail_json(msg=failure, **result)

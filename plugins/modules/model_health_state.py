@@ -17,6 +17,9 @@ description:
   - Setting the state the target already reports sends nothing and returns C(changed=false).
   - The module runs where the target is reachable. For HAProxy and the flag file that is usually
     the load balancer or the model server itself (use C(delegate_to)).
+  - Every failure returns the keys documented as always returned; what was not read yet is V(unknown).
+  - Answers are checked rather than trusted; HAProxy answers that are empty or cut off, and Consul checks of an unexpected
+    shape, fail the task instead of being read as a state.
 author:
   - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
@@ -71,7 +74,9 @@ options:
         type: str
         required: true
       timeout:
-        description: Seconds to wait for each runtime API connection and answer.
+        description:
+          - Seconds one runtime API exchange (connection, command and the whole answer) may take.
+          - More than 0 and at most a week.
         type: float
         default: 5.0
   consul:
@@ -79,6 +84,8 @@ options:
       - A service registered with a Consul agent, taken out of discovery with the agent's service maintenance mode
         (C(PUT /v1/agent/service/maintenance/<service_id>)) and read back from C(GET /v1/agent/checks).
       - Consul has no drain, so V(draining) also enables maintenance mode.
+      - Node maintenance (C(consul maint -enable), check C(_node_maintenance)) takes the service out of discovery as well,
+        so it reads as V(maintenance). This module never changes it; O(state=ready) then fails verification and says so.
     type: dict
     suboptions:
       url:
@@ -90,7 +97,9 @@ options:
         type: str
         required: true
       token:
-        description: Consul ACL token, sent as C(X-Consul-Token). It needs C(service:write) on the service.
+        description:
+          - Consul ACL token, sent as C(X-Consul-Token). It needs C(service:write) on the service.
+          - Surrounding whitespace (a trailing newline) is removed; it never appears in a result or message.
         type: str
       reason:
         description: The maintenance reason Consul shows. Defaults to C(modelops.shutdown) and the requested state.
@@ -103,7 +112,7 @@ options:
         description: A CA bundle to verify the agent's certificate with.
         type: path
       timeout:
-        description: Seconds to wait for each request.
+        description: Seconds one request may take, all of it (connection, headers and body). More than 0 and at most a week.
         type: float
         default: 10.0
   http:
@@ -131,11 +140,16 @@ options:
           - 'Defaults to the JSON document C({"state": "<state>"}).'
         type: str
       headers:
-        description: Extra request headers. C(Content-Type) defaults to C(application/json).
+        description:
+          - Extra request headers, sent with every request, the C(GET) that reads the state included.
+          - C(Content-Type) defaults to C(application/json) on the request that changes the state.
+          - A value with a line break is refused (it could inject a header).
         type: dict
         default: {}
       token:
-        description: Bearer token sent in the C(Authorization) header of every request.
+        description:
+          - Bearer token sent in the C(Authorization) header of every request.
+          - Surrounding whitespace (a trailing newline) is removed; it never appears in a result or message.
         type: str
       validate_certs:
         description: Verify the TLS certificate of C(https) URLs.
@@ -145,7 +159,7 @@ options:
         description: A CA bundle to verify the server's certificate with.
         type: path
       timeout:
-        description: Seconds to wait for each request.
+        description: Seconds one request may take, all of it (connection, headers and body). More than 0 and at most a week.
         type: float
         default: 10.0
       state_key:
@@ -157,6 +171,8 @@ options:
       - A maintenance flag file on the host the module runs on. Present (mode C(0644), containing the reason
         and the time it was set) means out of service, absent means V(ready).
       - A file has no separate drain, so V(draining) also writes the flag.
+      - The flag is read back after it is written. When that read, or a later verification (O(health_url)), does not show
+        the change, the flag is put back as it was (the previous file byte for byte, or no file) before the task fails.
     type: dict
     suboptions:
       path:
@@ -175,11 +191,11 @@ options:
   verify_timeout:
     description:
       - Seconds to wait, after a change, for the target (and O(health_url)) to report the new state.
-      - With V(0) each check is made once.
+      - With V(0) each check is made once. At most a week.
     type: float
     default: 10.0
   verify_interval:
-    description: Seconds between two verification reads.
+    description: Seconds between two verification reads. At least V(0.01), at most a week.
     type: float
     default: 0.5
   health_url:
@@ -271,14 +287,16 @@ EXAMPLES = r'''
 
 RETURN = r'''
 previous_state:
-  description: The state the target reported before the module ran (V(ready), V(draining), V(maintenance) or V(unknown)).
+  description:
+    - The state the target reported before the module ran (V(ready), V(draining), V(maintenance) or V(unknown)).
+    - V(unknown) also when the module failed before it could read it.
   returned: always
   type: str
   sample: ready
 state:
   description:
     - The state the target reports now; in check mode, the state it would report.
-    - V(unknown) when the target reports a value this module does not know.
+    - V(unknown) when the target reports a value this module does not know, or when it could not be read.
   returned: always
   type: str
   sample: draining
@@ -328,12 +346,13 @@ verified:
           detail: "HAProxy server models/gpu-07 (...): admin state drain (from show servers state), status DRAIN"
 raw:
   description:
-    - The target's own detail from the last read.
+    - The target's own detail from the last read; empty when nothing could be read.
     - HAProxy - C(status) (operational, e.g. C(UP), C(DOWN), C(DRAIN), C(MAINT)), C(admin_state) bits,
       C(op_state_name), C(check_status), C(weight), C(scur), C(qcur), C(addr).
-    - Consul - C(maintenance), C(maintenance_check), C(service_checks).
+    - Consul - C(maintenance), C(maintenance_check), C(node_maintenance), C(node_maintenance_check), C(service_checks).
     - HTTP - C(reported) value and the full JSON C(response).
-    - File - C(path), C(exists), C(mode), C(mtime), C(content).
+    - File - C(path), C(exists), C(mode), C(mtime), C(content) (its first 500 characters; C(content_truncated) when
+      there is more).
   returned: always
   type: dict
   sample:
@@ -372,8 +391,13 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
     adapter_specs,
     HealthStateManager,
     adapter_errors,
+    adapter_problems,
+    describe_options,
+    empty_result,
     make_adapter,
 )
+from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, check_url
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import module_argument_spec, seconds_problem
 
 
 def argument_spec():
@@ -389,9 +413,32 @@ def argument_spec():
     )
 
 
+def check_params(params):
+    """Problems the argument spec cannot express (numbers, a kind given only as null), each naming its option."""
+    problems = []
+    given = [kind for kind in KINDS if params.get(kind) is not None]
+    if not given:
+        problems.append('one of the following is required: %s (an option given as null is not given)' % ', '.join(KINDS))
+    for kind in given:
+        problems.extend(adapter_problems(kind, params[kind], '%s.' % kind))
+    for problem in (seconds_problem('verify_timeout', params['verify_timeout'], minimum=0.0),
+                    seconds_problem('verify_interval', params['verify_interval'], minimum=0.01)):
+        if problem:
+            problems.append(problem)
+    if params.get('health_url') is not None:
+        try:
+            check_url(params['health_url'], 'health_url')
+        except HttpError as exc:
+            problems.append(to_text(exc).rstrip('.'))
+    status = params.get('health_status')
+    if status is not None and not 100 <= status <= 599:
+        problems.append('health_status must be an HTTP status between 100 and 599, got %s' % status)
+    return problems, (given[0] if given else None)
+
+
 def main():
     module = AnsibleModule(
-        argument_spec=argument_spec(),
+        argument_spec=module_argument_spec(argument_spec()),
         mutually_exclusive=[list(KINDS)],
         required_one_of=[list(KINDS)],
         required_by={'health_status': 'health_url'},
@@ -399,18 +446,21 @@ def main():
     )
     params = module.params
     state = params['state']
-    kind = [k for k in KINDS if params[k] is not None][0]
+    problems, kind = check_params(params)
+    target = describe_options(kind, params[kind]) if kind else 'nothing (no target given)'
+    if problems:
+        module.fail_json(msg='; '.join(problems), **empty_result(target))
 
-    health = None
-    if params['health_url'] and state != 'query':
-        status = params['health_status']
-        if status is None:
-            status = 200 if state == 'ready' else 503
-        health = HealthCheck(params['health_url'], status, validate_certs=params['health_validate_certs'],
-                             ca_path=params['health_ca_path'])
-
-    result = {'changed': False}
+    result = empty_result(target)
+    failure = None
     try:
+        health = None
+        if params['health_url'] and state != 'query':
+            status = params['health_status']
+            if status is None:
+                status = 200 if state == 'ready' else 503
+            health = HealthCheck(params['health_url'], status, validate_certs=params['health_validate_certs'],
+                                 ca_path=params['health_ca_path'])
         adapter = make_adapter(kind, params[kind])
         manager = HealthStateManager(adapter, verify_timeout=params['verify_timeout'],
                                      verify_interval=params['verify_interval'], health_check=health)

@@ -37,7 +37,10 @@ options:
   paths:
     description:
       - The task log files to read, in this order. Rotated files (plain or gzip) can be listed with the current one.
-      - A file listed twice is read once.
+      - A file listed twice is read once, also under another spelling (C(/var/log//x.jsonl)) or another name (a
+        symlink, a hard link), as files are told apart by device and inode. RV(paths[].duplicate_of) names the first.
+      - Only regular files are read. A FIFO, a device (C(/dev/zero)), a socket or a directory fails the task without
+        being read. A path with a NUL byte is refused.
     type: list
     elements: path
     required: true
@@ -84,14 +87,35 @@ options:
       - Epoch seconds. Requests that started before this time are left out of every count and list,
         for example the ones of an earlier run of the server in the same log.
       - Their end records still pair with them, so they do not show up in RV(unmatched_count).
+      - A finite number; NaN and infinities are refused (they would leave every request out).
     type: float
   max_listed:
     description:
-      - At most this many incomplete requests, the oldest first, are returned in RV(incomplete).
-        RV(incomplete_count) is always exact and RV(truncated) says whether the list was cut.
-      - V(0) returns the counts only. O(resubmit) always hands over every incomplete request.
+      - At most this many incomplete requests, the oldest first, are returned in RV(incomplete), a sample that
+        keeps the module's output small. RV(incomplete_count) is always exact and RV(truncated) says whether the
+        list was cut.
+      - V(0) returns the counts only. O(resubmit) always hands over every incomplete request, whole.
     type: int
-    default: 1000
+    default: 100
+  max_record_chars:
+    description:
+      - Each listed request's RV(incomplete[].id) and RV(incomplete[].fields) are cut to about this many characters
+        (keys and JSON values counted); RV(incomplete[].truncated) says so. A value that does not fit is cut to a
+        string and the fields after it are left out.
+      - The records handed to O(resubmit) are never cut.
+    type: int
+    default: 2048
+  max_file_bytes:
+    description:
+      - At most this many bytes of each file are read (counted after gzip decompression). A longer file fails the task
+        with RV(state=capped) and RV(paths[].capped=true), since its counts would be incomplete; nothing is resubmitted.
+    type: int
+    default: 268435456
+  max_line_bytes:
+    description:
+      - A line longer than this many bytes is skipped and counted as malformed, without being held in memory.
+    type: int
+    default: 1048576
   max_malformed:
     description: Number of malformed lines (over all files) that are accepted silently. Above it the module warns, or fails with O(fail_on_malformed=true).
     type: int
@@ -156,9 +180,12 @@ notes:
   - Pairing rules. Every end record closes one start record of the same id, the earliest one still open, so ids
     that clients reuse are counted correctly. An end record whose start was never read (it is in a file that was not
     listed) is counted in RV(unmatched_count), never as incomplete.
-  - RV(started_count) is always RV(completed_count) + RV(ended_count) + RV(incomplete_count).
-  - A line is malformed when it is not UTF-8, not JSON or not a JSON object, has no O(event_key), or is a start,
-    completed or ended record without a usable O(id_key), or a record with an unusable O(time_key). Blank lines are skipped.
+  - RV(started_count) is always RV(completed_count) + RV(ended_count) + RV(incomplete_count) (when RV(incomplete_count) is known).
+  - A line is malformed when it is not UTF-8, not JSON (or nested too deeply to read) or not a JSON object, is longer
+    than O(max_line_bytes), has no O(event_key), or is a start, completed or ended record without a usable O(id_key), or a
+    record with an unusable O(time_key). Blank lines are skipped.
+  - With O(missing_ok=true) and none of O(paths) existing, RV(state) is V(no_task_log) and RV(incomplete_count) is null,
+    since no task log is not the same as no unfinished request.
 seealso:
   - module: modelops.shutdown.unit_stop
   - module: modelops.shutdown.model_drain
@@ -212,6 +239,15 @@ EXAMPLES = r'''
 '''
 
 RETURN = r'''
+state:
+  description:
+    - V(read) every listed file that exists was read to its end.
+    - V(no_task_log) none of O(paths) exists (with O(missing_ok=true)); RV(incomplete_count) is null, as nothing is known.
+    - V(capped) a file is longer than O(max_file_bytes); the counts are incomplete and the task fails.
+    - V(error) the options were refused or a file could not be read; the task fails.
+  returned: always
+  type: str
+  sample: read
 incomplete:
   description:
     - The requests that were started but never completed (and not ended otherwise), oldest first.
@@ -241,11 +277,18 @@ incomplete:
       type: int
       sample: 1841
     fields:
-      description: The other fields of the start record (all but O(id_key), O(event_key) and O(time_key)).
+      description:
+        - The other fields of the start record (all but O(id_key), O(event_key) and O(time_key)), cut to
+          O(max_record_chars).
       type: dict
       sample:
         instance: gpu-07
         model: facebook/opt-125m
+    truncated:
+      description: Whether RV(incomplete[].id) or RV(incomplete[].fields) was cut to O(max_record_chars).
+      type: bool
+      returned: always
+      sample: false
   sample:
     - id: 5f0c1d7e-2b1a-4c55-9d8e-0f7a3b6c9e21
       started_ts: 1714564800.25
@@ -255,8 +298,11 @@ incomplete:
       fields:
         instance: gpu-07
         model: facebook/opt-125m
+      truncated: false
 incomplete_count:
-  description: Number of incomplete requests, exact even when RV(incomplete) is truncated.
+  description:
+    - Number of incomplete requests, exact even when RV(incomplete) is truncated.
+    - Null when it is not known, RV(state) V(no_task_log) or V(error).
   returned: always
   type: int
   sample: 1
@@ -353,6 +399,21 @@ paths:
       description: Records in this file with another event.
       type: int
       sample: 0
+    bytes_read:
+      description: Bytes read from this file (after decompression).
+      type: int
+      returned: always
+      sample: 612042
+    capped:
+      description: Whether the file is longer than O(max_file_bytes), so only that much was read.
+      type: bool
+      returned: always
+      sample: false
+    duplicate_of:
+      description: The path this same file (same device and inode) was already read under; null otherwise.
+      type: str
+      returned: always
+      sample: null
   sample:
     - path: /var/log/model-server/gpu-07.tasks.jsonl
       exists: true
@@ -363,6 +424,9 @@ paths:
       completed: 1838
       ended: 3
       other: 0
+      bytes_read: 612042
+      capped: false
+      duplicate_of: null
 would_resubmit:
   description:
     - Number of requests O(resubmit) hands over (in check mode, would hand over); V(0) without O(resubmit).
@@ -415,11 +479,12 @@ resubmitted:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import module_argument_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._tasklog import argument_spec, reconcile
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=module_argument_spec(argument_spec()), supports_check_mode=True)
     result, failure_msg = reconcile(module.params, check_mode=module.check_mode, warn=module.warn)
     if failure_msg is not None:
         module.fail_json(msg=failure_msg, **result)

@@ -16,6 +16,7 @@ description:
   - Use it after a stop to prove that nothing of the unit is still running.
   - It reads only; it never signals a process. M(modelops.shutdown.gpu_release_check) with
     O(modelops.shutdown.gpu_release_check#module:kill_orphans=true) removes leftovers that hold GPU memory.
+  - When C(/proc) cannot be listed, or a unit name is refused, the task fails with RV(empty) null; unknown is never empty.
 author:
   - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
@@ -32,7 +33,7 @@ options:
   units:
     description:
       - systemd unit names, templated instances included (C(model-server@llama.service)).
-      - A name without a suffix gets C(.service).
+      - A name without a suffix gets C(.service). A name with a NUL byte, another control character or a C(/) is refused.
     type: list
     elements: str
     required: true
@@ -74,12 +75,14 @@ units:
       sample: [{pid: 4242, name: model-worker, cmdline: "python3 /opt/model-server/model_server.py --instance llama"}]
   sample: [{unit: model-server@llama.service, processes: []}]
 empty:
-  description: Whether no unit's cgroup holds a process.
+  description:
+    - Whether no unit's cgroup holds a process.
+    - Null when that is unknown (C(/proc) could not be listed, or a unit name was refused); the task then fails.
   returned: always
   type: bool
   sample: true
 count:
-  description: Number of processes found over all units.
+  description: Number of processes found over all units; null when unknown.
   returned: always
   type: int
   sample: 0

@@ -43,12 +43,16 @@ options:
     description:
       - Units to stop, in this order. A name without a unit-type suffix gets C(.service), so
         V(model-server@llama) means C(model-server@llama.service).
+      - Every name is passed to C(systemctl) after C(--), so a name starting with C(-) (C(-.mount)) is never read
+        as an option. A name with a NUL byte, another control character or a C(/) is refused.
     type: list
     elements: str
     required: true
   timeout_stop_sec:
     description:
-      - Overrides the units' C(TimeoutStopSec=) for this stop only (seconds, V(0) is not allowed).
+      - Overrides the units' C(TimeoutStopSec=) for this stop only, in seconds, a finite number of at least
+        V(0.001) (systemd reads C(TimeoutStopSec=0) as no timeout, so V(0), negative numbers, NaN and
+        infinities are refused).
       - Done with a runtime drop-in, C(/run/systemd/system/<unit>.d/zz-modelops-stop-timeout.conf)
         (mode 0644, named to sort after ordinary drop-ins), and C(systemctl daemon-reload). The effective
         C(TimeoutStopUSec) is read back before the stop; if another drop-in still wins, the unit is not
@@ -83,8 +87,8 @@ options:
       - Add V(not_found) to catch misspelt unit names.
     type: list
     elements: str
-    choices: [clean, timeout_killed, failed, signal, not_found, running]
-    default: [timeout_killed, failed, signal]
+    choices: [clean, timeout_killed, timeout, failed, signal, not_found, running]
+    default: [timeout_killed, timeout, failed, signal]
 notes:
   - C(systemctl stop) waits for the stop job, that is up to C(TimeoutStopSec=) (and the final SIGKILL);
     a unit with C(TimeoutStopSec=infinity) can make this task wait forever, so set O(timeout_stop_sec) for such units.
@@ -139,6 +143,7 @@ units:
       exec_main_status: 9
       exec_main_pid: 48211
       exit: killed by SIGKILL
+      explanation: did not exit within its stop timeout and was killed with SIGKILL (Result=timeout, killed by SIGKILL)
       timeout_stop_sec: 90.0
       stop_seconds: 90.08
       disabled: false
@@ -165,7 +170,11 @@ units:
       description:
         - How the unit ended, from its state after the stop.
         - V(clean) C(Result=success) (exit 0, or killed by its stop's SIGTERM, or a C(SuccessExitStatus=)).
-        - V(timeout_killed) C(Result=timeout) (did not stop within C(TimeoutStopSec=) and was SIGKILLed).
+        - V(timeout_killed) C(Result=timeout) and the main process was killed by SIGKILL (C(ExecMainCode=2),
+          C(ExecMainStatus=9)); it did not stop within C(TimeoutStopSec=) and was SIGKILLed.
+        - V(timeout) C(Result=timeout) but the main process was not SIGKILLed; it exited by itself (for example with
+          status 0 while an C(ExecStop=) command timed out), was ended by the SIGTERM of a start timeout or the
+          SIGABRT of C(TimeoutStopFailureMode=abort), or never ran. RV(units[].explanation) says which.
         - V(failed) C(Result=exit-code) or another failure result (see RV(units[].result)).
         - V(signal) C(Result=signal), C(core-dump) or C(oom-kill) (SIGKILL, SIGSEGV... outside a stop timeout).
         - V(not_found) C(LoadState=not-found). V(running) still active.
@@ -217,6 +226,13 @@ units:
       type: str
       returned: always
       sample: killed by SIGKILL
+    explanation:
+      description:
+        - How the unit ended, in words, from C(Result) together with C(ExecMainCode) and C(ExecMainStatus);
+          null when the unit's state could not be read.
+      type: str
+      returned: always
+      sample: did not exit within its stop timeout and was killed with SIGKILL (Result=timeout, killed by SIGKILL)
     timeout_stop_sec:
       description: C(TimeoutStopUSec) in effect during the stop, in seconds; null for C(infinity).
       type: float
@@ -277,11 +293,12 @@ stop_seconds:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import module_argument_spec
 from ansible_collections.modelops.shutdown.plugins.module_utils._unit_stop import UnitStopper, argument_spec
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=module_argument_spec(argument_spec()), supports_check_mode=True)
     systemctl = module.get_bin_path('systemctl', required=True)
     stopper = UnitStopper(module.run_command, systemctl, check_mode=module.check_mode, warn=module.warn)
     result, failure = stopper.run(module.params)

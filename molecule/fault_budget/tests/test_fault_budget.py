@@ -36,3 +36,28 @@ def test_nothing_was_touched(host):
     assert fleetcheck.haproxy_servers(host) == {name: 'UP' for name in MODEL_HOSTS}
     for name in MODEL_HOSTS:
         assert fleetcheck.other_host(host, name).service('model-server@llama.service').is_running
+
+
+def _preflight_failed(name):
+    """The run failed in pre-flight: no batch started, so nothing was marked and no report was written."""
+    assert faultcheck.run_rc(name) != 0
+    log = faultcheck.run_log(name)
+    assert 'PLAY [Shut down model hosts, batch by batch]' not in log, log[-3000:]
+    return log
+
+
+def test_preflight_names_the_missing_lb_socket():
+    log = _preflight_failed('preflight-socket')
+    assert 'fb-lb' in log and '/run/haproxy/missing.sock' in log
+    assert 'the socket does not exist' in log
+
+
+def test_preflight_names_the_missing_unit():
+    log = _preflight_failed('preflight-unit')
+    assert 'model-servr@llama.service is not loaded (LoadState=not-found)' in log
+
+
+def test_preflight_names_the_silent_in_flight_source():
+    log = _preflight_failed('preflight-source')
+    assert 'http://127.0.0.1:9/metrics' in log
+    assert 'Connection refused' in log or 'connection refused' in log

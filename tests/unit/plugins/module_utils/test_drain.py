@@ -11,6 +11,7 @@ import pytest
 from ansible_collections.modelops.shutdown.plugins.module_utils import _drain
 from ansible_collections.modelops.shutdown.plugins.module_utils._drain import DrainWaiter, argument_spec, check_params
 from ansible_collections.modelops.shutdown.plugins.module_utils._inflight import InFlightError
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, validate
 
 EPOCH = 1764374400.0
 READ_SECONDS = 0.01
@@ -327,3 +328,39 @@ def test_argument_spec_and_module_kwargs():
     # Every call gets its own spec (callers may nest or change it).
     spec['timeout']['default'] = 1
     assert argument_spec()['timeout']['default'] == 300
+
+
+# --- no usable source, whatever the path (model_drain, or host_shutdown through _spec.validate) -----------
+
+NULL_SOURCES = {'metrics': None, 'haproxy': None, 'connections': None}
+
+
+def test_check_params_refuses_every_source_null():
+    problems = check_params(dict(NULL_SOURCES, timeout=5))
+    assert problems == ['no in-flight source is configured: give at least one of metrics, haproxy, connections (an option '
+                        'given as null is not given) to count the requests in flight']
+
+
+def test_nested_validation_drops_nulls_so_required_one_of_holds():
+    """host_shutdown validates its drain options with _spec.validate, which drops null values: the same refusal."""
+    with pytest.raises(SpecError, match=r'^drain: one of the following is required: metrics, haproxy, connections$'):
+        validate(argument_spec(), dict(NULL_SOURCES, timeout=5), 'drain', required_one_of=_drain.MODULE_KWARGS['required_one_of'])
+
+
+def test_waiter_whose_sources_come_out_empty_fails(fake_time, monkeypatch):
+    """Even past the parameter checks, a wait with no source to read is a failure, never drained."""
+    monkeypatch.setattr(_drain, 'build_sources', lambda params: [])
+    drain = DrainWaiter({'connections': {'port': 80}}, clock=fake_time.clock, wall=fake_time.wall, sleep=fake_time.sleep)
+    result, failure = drain.run()
+    assert failure.startswith('no in-flight source is configured') and result['drained'] is False
+
+
+@pytest.mark.parametrize('changes, problem', [
+    ({'timeout': 1e300}, 'timeout must be at most 604800 seconds (a week), got 1e+300'),
+    ({'poll_interval': 1e300}, 'poll_interval must be at most 604800 seconds (a week), got 1e+300'),
+    ({'quiet_period': 1e9}, 'quiet_period must be at most 604800 seconds (a week), got 1000000000.0'),
+    ({'metrics': {'url': 'u', 'preset': 'vllm', 'timeout': 1e300}}, 'metrics.timeout must be at most 604800 seconds (a week)'),
+])
+def test_check_params_refuses_absurd_durations(changes, problem):
+    [found] = check_params(valid(**changes))
+    assert found.startswith(problem)

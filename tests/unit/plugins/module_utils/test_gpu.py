@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import os
 import re
 import subprocess
@@ -93,7 +94,9 @@ def test_apps_idle_header_only_and_empty_output():
 
 
 def test_apps_not_supported_memory_and_comma_in_name():
-    text = ('4242, python3 -c import torch, time, [Not Supported], GPU-1\n'
+    """Built from the header of the module's own query (C(--format=csv,nounits)); the values are made up."""
+    text = ('pid, process_name, used_gpu_memory [MiB], gpu_uuid\n'
+            '4242, python3 -c import torch, time, [Not Supported], GPU-1\n'
             '4243, /opt/my,odd,app, 17, GPU-2\n')
     holders = _gpu.parse_nvidia_smi_apps(text)
     assert holders[0] == {'pid': 4242, 'name': 'python3 -c import torch, time', 'used_mib': None,
@@ -102,11 +105,13 @@ def test_apps_not_supported_memory_and_comma_in_name():
 
 
 @pytest.mark.parametrize('text,match', [
-    ('Failed to initialize NVML: Driver/library version mismatch\n', 'fields'),
-    ('abc, python, 12, GPU-1\n', 'pid'),
+    ('Failed to initialize NVML: Driver/library version mismatch\n', 'where the CSV header of the query'),
+    ('abc, python, 12, GPU-1\n', 'where the CSV header of the query'),
     ('12, python, lots, GPU-1\n', 'used_gpu_memory'),
-    ('pid, process_name\n1, x\n', 'without the columns'),
-    ('12, python\n', 'fields'),
+    ('pid, process_name\n1, x\n', 'used_gpu_memory, gpu_uuid are not in it'),
+    ('12, python\n', 'line with 2 fields where the query has 4'),
+    # Without a header, a comma in a process name cannot be told from another column: unknown, not guessed.
+    ('4243, /opt/my,odd,app, 17, GPU-2\n', 'line with 6 fields where the query has 4'),
 ])
 def test_apps_malformed(text, match):
     with pytest.raises(_gpu.GpuError, match=match) as exc:
@@ -211,9 +216,9 @@ def test_query_nvidia_smi_success(fake_smi):
     snap = _gpu.query_nvidia_smi(run, fake_smi)
     assert [g['index'] for g in snap['gpus']] == [0]
     assert [(h['pid'], h['gpu_index']) for h in snap['holders']] == [(21180, 0), (21181, 0), (21198, 0)]
-    assert run.calls[0] == [fake_smi, '--query-gpu=index,uuid,name,memory.used,memory.total', '--format=csv,noheader,nounits']
+    assert run.calls[0] == [fake_smi, '--query-gpu=index,uuid,name,memory.used,memory.total', '--format=csv,nounits']
     assert run.calls[1] == [fake_smi, '--query-compute-apps=pid,process_name,used_gpu_memory,gpu_uuid',
-                            '--format=csv,noheader,nounits']
+                            '--format=csv,nounits']
     assert len(run.calls) == 2
 
 
@@ -349,7 +354,8 @@ def test_rocm_json_mi100x4():
     assert [g['index'] for g in gpus] == [0, 1, 2, 3]
     assert gpus[0] == {'index': 0, 'uuid': '0x79ccd55167a2124a', 'name': 'Arcturus GL-XL [Instinct MI100]',
                        'memory_used_mib': 6, 'memory_total_mib': 32752}
-    assert holders == []
+    # Captured with --showpids but no PID entry: rocm-smi's JSON cannot say "no process", so unknown (None) when strict.
+    assert holders == [] and _gpu.parse_rocm_smi_json(ROCM_MI100X4, strict=True)[1] is None
 
 
 def test_rocm_json_with_pid_and_na_unique_id():
@@ -384,7 +390,6 @@ def test_rocm_showpids_text():
     assert len(holders) == 8
     assert holders[2] == {'pid': 1168514, 'name': 'pt_main_thread', 'used_mib': 169169, 'gpu_uuid': None, 'gpu_index': None}
     assert holders[0]['name'] == 'test_ref' and holders[0]['used_mib'] == 0
-    assert _gpu.parse_rocm_smi_showpids('') == []
     with pytest.raises(_gpu.GpuError):
         _gpu.parse_rocm_smi_showpids('PID PROCESS NAME GPU(s)\nxx yy\n')
 
@@ -394,12 +399,14 @@ def test_query_rocm_smi():
 
     def run(argv):
         calls.append(argv)
-        return 0, ROCM_MI100X6, ''
+        return 0, ROCM_PIDS if argv[1:] == ['--showpids'] else ROCM_MI100X6, ''
 
     snap = _gpu.query_rocm_smi(run, '/opt/rocm/bin/rocm-smi')
-    assert calls == [['/opt/rocm/bin/rocm-smi', '--showmeminfo', 'vram', '--showpids', '--showproductname',
-                      '--showuniqueid', '--json']]
-    assert len(snap['gpus']) == 6 and snap['holders'][0]['pid'] == 104225
+    assert calls == [['/opt/rocm/bin/rocm-smi', '--showmeminfo', 'vram', '--showproductname', '--showuniqueid', '--json'],
+                     ['/opt/rocm/bin/rocm-smi', '--showpids']]
+    assert len(snap['gpus']) == 6
+    # The processes come from the --showpids table, not from the JSON.
+    assert [h['pid'] for h in snap['holders']] == [h['pid'] for h in _gpu.parse_rocm_smi_showpids(ROCM_PIDS)]
 
 
 def test_query_rocm_smi_errors():
@@ -613,3 +620,234 @@ def test_query_nvml_with_an_incompatible_pynvml():
     with pytest.raises(_gpu.GpuError, match='nvidia-ml-py') as exc:
         _gpu.query_nvml(nvml)
     assert exc.value.kind == 'tool_failed' and nvml.state['shutdown'] == 1
+
+
+# --- nvidia-smi output that does not match the query (sweep item 6) --------------------------------
+
+@pytest.mark.parametrize('text,parse,missing', [
+    # A real query-compute-apps capture read as the answer to --query-gpu, and the other way round.
+    (APPS_H100_MIG, _gpu.parse_nvidia_smi_gpus, 'index, uuid, name, memory.used, memory.total'),
+    (GPU_465, _gpu.parse_nvidia_smi_apps, 'pid, process_name, used_gpu_memory, gpu_uuid'),
+])
+def test_header_without_the_queried_fields_is_unknown(text, parse, missing):
+    with pytest.raises(_gpu.GpuError) as exc:
+        parse(text)
+    assert exc.value.kind == 'unparseable'
+    assert 'was expected: the queried field(s) %s are not in it' % missing in str(exc.value)
+
+
+@pytest.mark.parametrize('text', [APPS_H100_MIG, APPS_WIN, APPS_L40S])
+def test_noheader_output_with_other_columns_is_refused_not_misread(text):
+    # The capture's own 8 columns (pid first, then timestamp, gpu_name, ...) without a header: 8 fields where 4 were asked.
+    header = [_gpu._normalize_header(f) for f in text.splitlines()[0].split(',')]
+    other = noheader(text, ['pid'] + [c for c in header if c != 'pid'])
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.parse_nvidia_smi_apps(other)
+    assert exc.value.kind == 'unparseable'
+    assert 'fields where the query has 4 (pid,process_name,used_gpu_memory,gpu_uuid)' in str(exc.value)
+
+
+def test_row_shorter_than_the_header_is_refused():
+    lines = APPS_H100_MIG.splitlines()
+    short = '\n'.join([lines[0], lines[1].rsplit(',', 1)[0]]) + '\n'  # a real row without its last field
+    with pytest.raises(_gpu.GpuError, match='line with 7 fields where the header has 8') as exc:
+        _gpu.parse_nvidia_smi_apps(short)
+    assert exc.value.kind == 'unparseable'
+
+
+def test_many_field_captures_with_na_are_read_by_name():
+    # 212 (H100) and 115 (driver 465) columns, [N/A] and "[Requested functionality has been deprecated]" among them.
+    assert len(GPU_H100.splitlines()[0].split(',')) > 200 and '[N/A]' in GPU_H100
+    assert [g['memory_used_mib'] for g in _gpu.parse_nvidia_smi_gpus(GPU_H100)] == [59]
+    assert [g['uuid'] for g in _gpu.parse_nvidia_smi_gpus(GPU_465)] == ['GPU-df6e7a7c-7314-46f8-abc4-b88b36dcf3aa']
+
+
+def test_query_nvidia_smi_with_an_answer_that_has_other_columns_fails(fake_smi):
+    run = CommandReplay({'--query-gpu': (0, GPU_H100, ''), '--query-compute-apps': (0, noheader(APPS_H200, [
+        'pid', 'process_name', 'used_gpu_memory', 'gpu_uuid', 'gpu_bus_id']), '')})
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.query_nvidia_smi(run, fake_smi)
+    assert exc.value.kind == 'unparseable' and 'line with 5 fields where the query has 4' in str(exc.value)
+
+
+def test_query_nvidia_smi_path_with_nul_is_an_error_not_a_traceback():
+    with pytest.raises(_gpu.GpuError, match='cannot be a path to nvidia-smi') as exc:
+        _gpu.query_nvidia_smi(CommandReplay({}), '/usr/bin/nvidia-smi\x00x')
+    assert exc.value.kind == 'tool_missing'
+
+
+@pytest.mark.parametrize('value', ['inf', 'nan', '1e400'])
+def test_non_finite_numbers_are_unreadable(value):
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.parse_nvidia_smi_gpus('0, GPU-1, x, %s, 2\n' % value)
+    assert exc.value.kind == 'unparseable'
+
+
+# --- rocm-smi JSON without process information is unknown (sweep item 7) ----------------------------
+
+ROCM_PIDS_TABS = read_fixture('rocm-smi_showpids_1proc_tabs_mi300a_legacy-rocm-build-issue4411.txt')
+ROCM_PIDS_UNKNOWN = read_fixture('rocm-smi_showpids_4procs_vram_unknown_rocm_smi_lib-issue166.txt')
+# What rocm_smi.py's showPids() prints when no KFD process runs (a literal from its source, not a capture).
+ROCM_NO_PIDS = 'No KFD PIDs currently running\n'
+
+
+@pytest.mark.parametrize('text', [ROCM_MI100X4, ROCM_RX6700, ROCM_RX7900])
+def test_rocm_json_without_pid_entries_gives_no_holder_list(text):
+    gpus, holders = _gpu.parse_rocm_smi_json(text, strict=True)
+    assert gpus and holders is None
+    assert _gpu.parse_rocm_smi_json(text)[1] == []  # the lenient form: [] that does not mean "no process"
+
+
+def rocm_host(json_text, pids_text, pids_rc=0):
+    calls = []
+
+    def run(argv):
+        calls.append(argv[1:])
+        return (pids_rc, pids_text, '') if argv[1:] == ['--showpids'] else (0, json_text, '')
+    run.calls = calls
+    return run
+
+
+@pytest.mark.parametrize('pids_text', ['', ROCM_MI100X4, 'ERROR: something else\n'])
+def test_rocm_smi_processes_unknown_is_an_error_never_released(pids_text):
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.query_rocm_smi(rocm_host(ROCM_MI100X4, pids_text), 'rocm-smi')
+    assert exc.value.kind == 'unparseable' and 'which processes hold a GPU is unknown' in str(exc.value)
+
+
+def test_rocm_smi_idle_only_from_the_explicit_message():
+    snap = _gpu.query_rocm_smi(rocm_host(ROCM_MI100X4, ROCM_NO_PIDS), 'rocm-smi')
+    assert len(snap['gpus']) == 4 and snap['holders'] == []
+
+
+def test_rocm_showpids_captures_with_tabs_and_unknown_vram():
+    assert _gpu.parse_rocm_smi_showpids(ROCM_PIDS_TABS) == [
+        {'pid': 1684258, 'name': 'kfd_open', 'used_mib': 0, 'gpu_uuid': None, 'gpu_index': None}]
+    holders = _gpu.parse_rocm_smi_showpids(ROCM_PIDS_UNKNOWN)
+    assert [(h['pid'], h['name'], h['used_mib']) for h in holders] == [
+        (55573, 'gmx_mpi', None), (55571, 'gmx_mpi', None), (55574, 'gmx_mpi', None), (55572, 'gmx_mpi', None)]
+
+
+def test_rocm_json_nested_too_deeply_is_unparseable():
+    with pytest.raises(_gpu.GpuError, match='nested too deeply') as exc:
+        _gpu.parse_rocm_smi_json('[' * 100000 + ']' * 100000)
+    assert exc.value.kind == 'unparseable'
+
+
+# --- amd-smi (sweep item 8) -----------------------------------------------------------------------
+
+AMD_PROCESS = read_fixture('amd-smi_process_json_r9700x4_amdsmi26.2.1_rocm7.2_vllm.json')
+AMD_METRIC = read_fixture('amd-smi_metric_json_r9700_amdsmi26.2.1_rocm7.2_vllm.json')
+# amd-smi's JSON for GPUs without a process (from amdsmi_cli/amdsmi_commands.py, not a capture): the sentinel
+# string, the older "N/A", and an empty list.
+AMD_IDLE = json.dumps([{'gpu': 0, 'process_list': [{'process_info': 'No running processes detected'}]},
+                       {'gpu': 1, 'process_list': [{'process_info': 'N/A'}]},
+                       {'gpu': 2, 'process_list': []}])
+VLLM_PIDS = [1882331, 1883200, 1883505, 1883506, 1883507, 1883508]
+
+
+def test_amd_smi_process_capture():
+    holders, listed = _gpu.parse_amd_smi_process(AMD_PROCESS)
+    assert listed == [0, 1, 2, 3]
+    assert sorted(set(h['pid'] for h in holders)) == VLLM_PIDS
+    assert len(holders) == 24  # every process is listed under every GPU
+    worker = [h for h in holders if h['pid'] == 1883505]
+    assert [h['gpu_index'] for h in worker] == [0, 1, 2, 3]
+    # memory_usage.vram_mem (29429556000 B), not mem_usage (30201860096 B)
+    assert worker[0] == {'pid': 1883505, 'name': '/usr/bin/python3.12', 'used_mib': 28066, 'gpu_uuid': None, 'gpu_index': 0}
+
+
+def test_amd_smi_metric_capture():
+    assert _gpu.parse_amd_smi_metric(AMD_METRIC) == [
+        {'index': 0, 'uuid': None, 'name': '0000:03:00.0', 'memory_used_mib': 28123, 'memory_total_mib': 32624}]
+
+
+def test_amd_smi_idle_forms():
+    assert _gpu.parse_amd_smi_process(AMD_IDLE) == ([], [0, 1, 2])
+
+
+@pytest.mark.parametrize('text,words', [
+    ('', 'printed no JSON'),
+    ('amd-smi: command not found', 'printed no JSON'),
+    ('[{"gpu": 0, "process_list": [{"process_info": "Permission denied"}]}]', 'where a process or'),
+    ('[{"gpu": 0, "process_list": [{"process_info": {"name": "x"}}]}]', 'without a usable pid'),
+    ('[{"gpu": 0, "process_list": [{"process_info": {"pid": 7, "memory_usage": {"vram_mem": {"value": NaN, "unit": "B"}}}}]}]',
+     'unreadable vram_mem'),
+    ('[{"gpu": 0, "process_list": [{"process_info": {"pid": 7, "memory_usage": {"vram_mem": {"value": 1, "unit": "parsecs"}}}}]}]',
+     'unreadable vram_mem'),
+    ('[{"gpu": 0}]', 'without a process_list'),
+    ('[{"process_list": []}]', 'without a GPU index'),
+    ('{"gpu": 0}', 'not a list of per-GPU objects'),
+    ('[' * 100000, 'nested too deeply'),
+])
+def test_amd_smi_unreadable_process_output_is_unknown(text, words):
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.parse_amd_smi_process(text)
+    assert exc.value.kind == 'unparseable' and words in str(exc.value)
+
+
+@pytest.mark.parametrize('value,expected', [
+    ({'value': 76000, 'unit': 'B'}, 76000), ({'value': 112, 'unit': 'MB'}, 112 * 1024 * 1024), (1048576, 1048576),
+    ('2 GB', 2 * 1024 ** 3), ('N/A', None), ({'value': 'N/A', 'unit': 'B'}, None), (None, None),
+])
+def test_amd_smi_memory_values(value, expected):
+    assert _gpu._amd_bytes(value, 'vram_mem', 'amd-smi') == expected
+
+
+def amd_host(metric=AMD_METRIC, process=AMD_PROCESS, rc=0, err=''):
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return rc, (metric if argv[1] == 'metric' else process), err
+    run.calls = calls
+    return run
+
+
+def test_query_amd_smi():
+    run = amd_host()
+    snap = _gpu.query_amd_smi(run, '/opt/rocm/bin/amd-smi', euid=1000)
+    assert run.calls == [['/opt/rocm/bin/amd-smi', 'metric', '--mem-usage', '--json'],
+                         ['/opt/rocm/bin/amd-smi', 'process', '--json']]
+    # GPU 0 from the metric capture; GPUs 1-3 only appear in the process listing, so their memory is unknown.
+    assert [(g['index'], g['memory_used_mib']) for g in snap['gpus']] == [(0, 28123), (1, None), (2, None), (3, None)]
+    assert len(snap['holders']) == 24 and snap['message'] is None
+
+
+def test_query_amd_smi_idle_is_unknown_unless_root():
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.query_amd_smi(amd_host(process=AMD_IDLE), 'amd-smi', euid=1000)
+    assert exc.value.kind == 'permission' and 'become: true' in str(exc.value)
+    snap = _gpu.query_amd_smi(amd_host(process=AMD_IDLE), 'amd-smi', euid=0)
+    assert snap['holders'] == [] and [g['index'] for g in snap['gpus']] == [0, 1, 2]
+
+
+@pytest.mark.parametrize('rc,err,kind', [
+    (1, 'ERROR:root:Driver not initialized (amdgpu not found in modules)\n', 'driver_not_loaded'),
+    (1, 'Permission denied\n', 'permission'),
+    (255, 'AMDSMI_STATUS_NOT_SUPPORTED\n', 'tool_failed'),
+])
+def test_query_amd_smi_failures(rc, err, kind):
+    with pytest.raises(_gpu.GpuError) as exc:
+        _gpu.query_amd_smi(amd_host(rc=rc, err=err), 'amd-smi', euid=0)
+    assert exc.value.kind == kind
+
+
+def test_choose_backend_prefers_amd_smi_to_rocm_smi():
+    assert _gpu.choose_backend('auto', {'amd-smi': '/a', 'rocm-smi': '/r'}.get) == 'amd-smi'
+    assert _gpu.choose_backend('auto', {'rocm-smi': '/r'}.get) == 'rocm-smi'
+    assert 'amd-smi' in _gpu.BACKENDS
+
+
+# --- what cannot be read is unknown (sweep item 9) -------------------------------------------------
+
+def test_proc_scan_of_an_unlistable_proc_is_an_error(tmp_path):
+    with pytest.raises(_gpu.GpuError, match='cannot list the processes in') as exc:
+        _gpu.scan_proc_fds(str(tmp_path / 'no-proc'))
+    assert exc.value.kind == 'permission'
+
+
+def test_unit_filter_on_an_unlistable_proc_is_an_error(tmp_path):
+    flt = _gpu.HolderFilter(unit='model-server@a.service', proc_root=str(tmp_path / 'no-proc'))
+    with pytest.raises(_gpu.GpuError, match='which processes are in unit model-server@a.service is unknown'):
+        _gpu.evaluate(snapshot(), flt)

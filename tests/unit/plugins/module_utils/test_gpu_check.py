@@ -36,7 +36,11 @@ from ansible_collections.modelops.shutdown.tests.unit.plugins.modules.test_gpu_r
 )
 
 TIMEOUT_BIN = '/usr/bin/timeout'
-MODULE_KEYS = {'changed', 'released', 'gpus', 'holders', 'killed', 'unreadable_pids', 'backend', 'waited_seconds', 'msg'}
+MODULE_KEYS = {'changed', 'released', 'state', 'gpus', 'holders', 'killed', 'unreadable_pids', 'backend', 'waited_seconds',
+               'msg'}
+# The line rocm_smi.py's showPids() prints when no KFD process runs (printLog(None, 'No KFD PIDs currently running'));
+# a literal from its source, not a capture.
+ROCM_NO_PIDS = 'No KFD PIDs currently running\n'
 
 
 class DeadlineHost(FakeHost):
@@ -167,12 +171,12 @@ def test_gpu_tool_calls_run_under_timeout_when_it_is_found(tools, isolated):
 
 
 def test_rocm_smi_runs_under_timeout_too(tools, isolated):
-    fake = DeadlineHost(rocm=[(0, '{}', '')])
+    fake = DeadlineHost(rocm=[(0, '{}', '')], rocm_pids=[(0, ROCM_NO_PIDS, '')])
     checker = GpuReleaseChecker(fake, which({'rocm-smi': tools['rocm-smi'], 'timeout': TIMEOUT_BIN}))
     checker.tool_timeout = 2.5
     result, failure = checker.run(params(timeout=0))
     assert failure is None and result['backend'] == 'rocm-smi'
-    assert fake.calls[0][:5] == [TIMEOUT_BIN, '-k', '5', '2.5', tools['rocm-smi']]
+    assert [argv[:5] for argv in fake.calls] == [[TIMEOUT_BIN, '-k', '5', '2.5', tools['rocm-smi']]] * 2
 
 
 def test_without_timeout_on_the_path_commands_are_not_wrapped(tools, isolated):
@@ -213,6 +217,67 @@ def test_a_hanging_nvidia_smi_is_stopped(tmp_path, isolated):
 def test_module_uses_the_shared_spec():
     from ansible_collections.modelops.shutdown.plugins.modules import gpu_release_check
     assert gpu_release_check.argument_spec is _gpu_check.argument_spec
-    assert set(argument_spec()) == {'backend', 'nvidia_smi_path', 'rocm_smi_path', 'pids', 'unit', 'process_name', 'gpus',
+    assert set(argument_spec()) == {'backend', 'nvidia_smi_path', 'amd_smi_path', 'rocm_smi_path', 'pids', 'unit',
+                                    'process_name', 'gpus',
                                     'no_processes', 'max_memory_used_mib', 'timeout', 'poll_interval', 'kill_orphans'}
     assert 'supports_check_mode' not in MODULE_KWARGS
+
+
+# --- the deadline without coreutils timeout, and the state of what could not be known -------------------
+
+def callback_run_command(argv, before_communicate_callback=None):
+    """What AnsibleModule.run_command does with before_communicate_callback: hand over the Popen, then read."""
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, universal_newlines=True)
+    if before_communicate_callback:
+        before_communicate_callback(proc)
+    out, err = proc.communicate()
+    return proc.returncode, out, err
+
+
+def test_without_timeout_every_call_gets_the_watchdog(tools, isolated):
+    seen = []
+
+    def run_command(argv, before_communicate_callback=None):
+        seen.append(before_communicate_callback)
+        return FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])(argv)
+
+    result, failure = GpuReleaseChecker(run_command, which({'nvidia-smi': tools['nvidia-smi']})).run(params())
+    assert failure is None and result['state'] == 'released'
+    assert len(seen) == 2 and all(callable(cb) for cb in seen)
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self'), reason='needs Linux')
+def test_watchdog_stops_a_hanging_tool_and_lets_a_quick_one_finish(tmp_path, isolated):
+    hang = tmp_path / 'nvidia-smi'
+    hang.write_text('#!/bin/sh\nexec sleep 60\n')
+    hang.chmod(0o755)
+    checker = GpuReleaseChecker(callback_run_command, which({'nvidia-smi': str(hang)}))
+    checker.tool_timeout = 0.3
+    start = time.monotonic()
+    result, failure = checker.run(params(timeout=30))
+    assert time.monotonic() - start < 10
+    assert result['error_kind'] == 'tool_timeout' and result['state'] == 'unknown'
+    assert failure.startswith('GPU check on ') and 'did not finish within 0.3s and was stopped (SIGTERM' in failure
+
+    quick = _gpu_check._watchdog(callback_run_command, 5)
+    assert quick(['sh', '-c', 'echo ok']) == (0, 'ok\n', '')
+
+
+def test_state_unknown_when_memory_or_processes_cannot_be_read(tools, isolated):
+    na = '0, GPU-a, NVIDIA H100 80GB HBM3, [N/A], [N/A]\n'
+    fake = FakeHost(gpus=[(0, na, '')], apps=[(0, APPS_IDLE, '')])
+    result, failure = GpuReleaseChecker(fake, which({'nvidia-smi': tools['nvidia-smi']})).run(
+        params(max_memory_used_mib=100, timeout=0))
+    assert failure and result['state'] == 'unknown' and 'cannot be checked' in failure
+
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_LOAD, '')])
+    result, failure = GpuReleaseChecker(fake, which({'nvidia-smi': tools['nvidia-smi']})).run(params(timeout=0))
+    assert failure and result['state'] == 'held'
+
+
+def test_proc_backend_on_an_unlistable_proc_is_unknown(monkeypatch, tmp_path, isolated):
+    (isolated.dev / 'nvidia0').write_text('')
+    monkeypatch.setattr(_procs, 'PROC_ROOT', str(tmp_path / 'no-proc'))
+    result, failure = GpuReleaseChecker(FakeHost(), which({})).run(params(backend='proc', timeout=0))
+    assert failure and not result['released'] and result['state'] == 'unknown' and result['error_kind'] == 'permission'
+    assert 'cannot list the processes in' in failure

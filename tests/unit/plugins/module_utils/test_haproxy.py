@@ -5,18 +5,41 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
+import time
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _haproxy as hp
-from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import free_port, read_fixture
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import HAPROXY_STAT_CSV as HAPROXY_CSV, free_port, read_fixture
 from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeHAProxy, SilentSocket
+
+
+# HAProxy ends every answer with an empty line (each 2.6.12 capture in tests/unit/fixtures does). The
+# opentelemetry and telegraf captures were stored by those projects without it; this is what the CLI
+# sends for them.
+def cli_answer(text):
+    """C(text) as the runtime API sends it: followed by the empty line that ends every answer."""
+    return text if text.endswith('\n\n') or text == '\n' else text.rstrip('\n') + '\n\n'
+
+
+class CliFakeHAProxy(FakeHAProxy):
+    """C(FakeHAProxy) whose answers all end with the CLI's empty line, whatever capture they replay."""
+
+    def answer(self, cmd):
+        return cli_answer(super(CliFakeHAProxy, self).answer(cmd))
 
 
 @pytest.fixture
 def fake(short_dir):
-    with FakeHAProxy(os.path.join(short_dir, 'admin.sock')) as server:
+    with CliFakeHAProxy(os.path.join(short_dir, 'admin.sock')) as server:
         yield server
+
+
+def cut(text, keep_lines, extra=''):
+    """The first C(keep_lines) lines of a capture (and C(extra) characters of the next): a cut-off answer."""
+    lines = text.split('\n')
+    return '\n'.join(lines[:keep_lines]) + '\n' + extra
 
 
 # ----------------------------------------------------------------------------------------- validate_name
@@ -73,14 +96,45 @@ def test_parse_stat_csv_statuses_v26():
     assert status == {'m1': 'DRAIN', 'm2': 'no check', 'm3': 'MAINT', 'm4': 'DOWN', 'm5': 'UP', 'BACKEND': 'UP'}
 
 
-def test_parse_stat_csv_pads_short_rows():
-    text = '# pxname,svname,scur,status,\nbe,s1,3\n'
-    assert hp.parse_stat_csv(text) == [{'pxname': 'be', 'svname': 's1', 'scur': '3', 'status': ''}]
+def test_parse_stat_csv_refuses_a_row_cut_in_the_middle():
+    """The 2.6.12 capture cut inside its last server row: the row has fewer fields than the header."""
+    capture = read_fixture('haproxy_show_stat_csv_v2.6.12_drain_maint_down.csv')
+    lines = capture.split('\n')
+    text = '\n'.join(lines[:6]) + '\n' + lines[6][:40] + '\n\n'
+    with pytest.raises(hp.HAProxyError) as err:
+        hp.parse_stat_csv(text)
+    assert 'line 7 of the "show stat" answer has' in str(err.value) and 'where the header has 129' in str(err.value)
+    assert 'cut-off' in str(err.value)
+
+
+def test_parse_stat_csv_refuses_extra_fields():
+    capture = read_fixture('haproxy_show_stat_csv_v2.7.1_otel.csv')
+    lines = capture.split('\n')
+    lines[2] = lines[2] + 'x,'
+    with pytest.raises(hp.HAProxyError, match='line 3 of the "show stat" answer has 130 fields where the header has 129'):
+        hp.parse_stat_csv('\n'.join(lines))
 
 
 @pytest.mark.parametrize('text', ['', '\n', '\n\n  \n'])
-def test_parse_stat_csv_empty(text):
-    assert hp.parse_stat_csv(text) == []
+def test_parse_stat_csv_empty_is_refused(text):
+    with pytest.raises(hp.HAProxyError, match=r'empty answer to "show stat", expected CSV starting with a "# pxname,svname,\.\.\." header'):
+        hp.parse_stat_csv(text)
+
+
+def test_parse_stat_csv_refuses_a_blank_line_inside():
+    capture = read_fixture('haproxy_show_stat_csv_v2.6.12_drain_maint_down.csv')
+    lines = capture.split('\n')
+    with pytest.raises(hp.HAProxyError, match='empty line in the middle'):
+        hp.parse_stat_csv('\n'.join(lines[:3] + [''] + lines[3:]))
+
+
+@pytest.mark.parametrize('name', ['haproxy_show_stat_csv_v2.7.1_otel.csv', 'haproxy_show_stat_csv_telegraf_sample.csv',
+                                  'haproxy_show_stat_csv_v2.6.12_drain_maint_down.csv'])
+def test_parse_stat_csv_every_capture_has_consistent_rows(name):
+    text = read_fixture(name)
+    rows = hp.parse_stat_csv(text)
+    assert len(rows) == len([line for line in text.splitlines() if line.strip() and not line.startswith('#')])
+    assert all(set(['pxname', 'svname', 'status']) <= set(row) for row in rows)
 
 
 @pytest.mark.parametrize('text,match', [
@@ -117,8 +171,19 @@ def test_parse_servers_state_v26():
 
 
 @pytest.mark.parametrize('text', ['', '\n\n'])
-def test_parse_servers_state_empty(text):
-    assert hp.parse_servers_state(text) == []
+def test_parse_servers_state_empty_is_refused(text):
+    with pytest.raises(hp.HAProxyError, match='empty answer to "show servers state", expected a version line "1"'):
+        hp.parse_servers_state(text)
+
+
+def test_parse_servers_state_backend_without_servers():
+    """A real answer with the header and no row (HAProxy 2.6.12, a backend without servers): an empty list."""
+    assert hp.parse_servers_state(read_fixture('haproxy_show_servers_state_v2.6.12_backend_without_servers.txt')) == []
+
+
+def test_parse_servers_state_unknown_command_is_unsupported():
+    with pytest.raises(hp.HAProxyUnsupportedError, match='older than 1.6'):
+        hp.parse_servers_state(read_fixture('haproxy_unknown_command_v2.6.12.txt'))
 
 
 @pytest.mark.parametrize('text,match', [
@@ -133,9 +198,20 @@ def test_parse_servers_state_malformed(text, match):
         hp.parse_servers_state(text)
 
 
-def test_parse_servers_state_pads_short_rows():
-    rows = hp.parse_servers_state('1\n# be_id be_name srv_id srv_name srv_admin_state\n3 models 1\n')
-    assert rows == [{'be_id': '3', 'be_name': 'models', 'srv_id': '1', 'srv_name': '', 'srv_admin_state': ''}]
+def test_parse_servers_state_refuses_a_cut_row():
+    """The 2.6.12 capture cut inside the row of m3: fewer fields than the header."""
+    capture = read_fixture('haproxy_show_servers_state_v2.6.12_drain_maint_down.txt')
+    lines = capture.split('\n')
+    text = '\n'.join(lines[:4]) + '\n' + lines[4][:20] + '\n\n'
+    with pytest.raises(hp.HAProxyError, match='line 5 of the "show servers state" answer has 5 fields where the header has 25'):
+        hp.parse_servers_state(text)
+
+
+def test_parse_servers_state_header_must_have_the_columns_read():
+    capture = read_fixture('haproxy_show_servers_state_go-mysql-sphinx_maint.txt')
+    text = capture.replace('srv_admin_state', 'srv_admin')
+    with pytest.raises(hp.HAProxyError, match='lacks the column\\(s\\) srv_admin_state'):
+        hp.parse_servers_state(text)
 
 
 # ----------------------------------------------------------------------------------------- parse_info / state names
@@ -144,8 +220,9 @@ def test_parse_info():
     info = hp.parse_info(read_fixture('haproxy_show_info_v2.7.1_otel.txt'))
     assert info['Name'] == 'HAProxy' and info['Version'] == '2.7.1-3e4af0e'
     assert info['Uptime'] == '0d 0h02m48s'
-    assert hp.parse_info('') == {}
-    with pytest.raises(hp.HAProxyError):
+    with pytest.raises(hp.HAProxyError, match='empty answer to "show info"'):
+        hp.parse_info('')
+    with pytest.raises(hp.HAProxyError, match='line 1 of the "show info" answer is not a "Name: value" line'):
         hp.parse_info('garbage without colon\n')
 
 
@@ -186,7 +263,7 @@ def test_command_and_show_stat_over_unix_socket(fake):
 
 
 def test_command_over_tcp(short_dir):
-    fake = FakeHAProxy(tcp=True).start()
+    fake = CliFakeHAProxy(tcp=True).start()
     try:
         rt = hp.HAProxyRuntime(host='127.0.0.1', port=fake.address[1])
         assert rt.server_stat('models', 'm5')['status'] == 'UP'
@@ -302,3 +379,130 @@ def test_show_stat_error_answer_names_the_socket(fake):
     with pytest.raises(hp.HAProxyError) as err:
         hp.HAProxyRuntime(socket_path=fake.path).show_stat()
     assert fake.path in str(err.value) and 'Permission denied' in str(err.value)
+
+
+# ----------------------------------------------------------------------------------------- bad input, bad answers
+
+class ScriptedSocket(object):
+    """A UNIX socket that reads one command per connection and hands the connection to C(reply(conn, command))."""
+
+    def __init__(self, path, reply):
+        self.path = path
+        self.reply = reply
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        threading.Thread(target=self.serve, daemon=True).start()
+
+    def serve(self):
+        while True:
+            try:
+                conn = self.sock.accept()[0]
+            except OSError:
+                return
+            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
+
+    def handle(self, conn):
+        with conn:
+            data = b''
+            while not data.endswith(b'\n'):
+                chunk = conn.recv(4096)
+                if not chunk:
+                    return
+                data += chunk
+            try:
+                self.reply(conn, data.decode().rstrip('\n'))
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def scripted(short_dir):
+    servers = []
+
+    def start(reply):
+        server = ScriptedSocket(os.path.join(short_dir, 's%d.sock' % len(servers)), reply)
+        servers.append(server)
+        return server
+    yield start
+    for server in servers:
+        server.close()
+
+
+@pytest.mark.parametrize('kwargs, message', [
+    ({'socket_path': ''}, 'haproxy.socket is empty: give the path of the runtime API socket'),
+    ({'socket_path': '/run/a\x00b'}, 'Refusing haproxy.socket'),
+    ({'host': 'lb1', 'port': 0}, 'haproxy.port must be between 1 and 65535, got 0'),
+    ({'host': 'lb1', 'port': 65536}, 'haproxy.port must be between 1 and 65535, got 65536'),
+    ({'host': 'lb1'}, 'needs a port'),
+    ({'host': 'a..b', 'port': 9999}, "Invalid haproxy.host: host name 'a..b' has an empty label"),
+    ({'host': 'x' * 64 + '.example', 'port': 9999}, 'has a label of 64 characters'),
+    ({'socket_path': '/s', 'timeout': -1.0}, 'haproxy.timeout must be more than 0.0 seconds, got -1.0'),
+    ({'socket_path': '/s', 'timeout': 0}, 'haproxy.timeout must be more than 0.0 seconds, got 0'),
+    ({'socket_path': '/s', 'timeout': float('nan')}, 'haproxy.timeout must be a finite number of seconds, got nan'),
+    ({'socket_path': '/s', 'timeout': 1e300}, 'haproxy.timeout must be at most 604800 seconds (7 days), got 1e+300'),
+])
+def test_runtime_refuses_bad_endpoints(kwargs, message):
+    with pytest.raises(hp.HAProxyError) as err:
+        hp.HAProxyRuntime(**kwargs)
+    assert message in str(err.value)
+
+
+def test_empty_answer_is_refused(scripted):
+    server = scripted(lambda conn, cmd: None)   # closes without a byte
+    with pytest.raises(hp.HAProxyIncompleteError) as err:
+        hp.HAProxyRuntime(socket_path=server.path).show_stat()
+    assert 'empty answer to "show stat"' in str(err.value) and server.path in str(err.value)
+
+
+def test_answer_cut_at_a_line_boundary_is_refused(scripted):
+    """2 of the 3 servers of the captured pool, then the connection closes: no terminating empty line."""
+    capture = read_fixture('haproxy_show_stat_csv_v2.7.1_otel.csv')
+    partial = cut(capture, 4)   # header, frontend, s1, s2 (s3 and the backend row missing)
+    server = scripted(lambda conn, cmd: conn.sendall(partial.encode()))
+    rt = hp.HAProxyRuntime(socket_path=server.path)
+    with pytest.raises(hp.HAProxyIncompleteError) as err:
+        rt.show_stat()
+    assert 'the answer to "show stat" is cut off' in str(err.value)
+    assert 'without the empty line that ends every HAProxy answer' in str(err.value) and server.path in str(err.value)
+    assert 'it begins: # pxname,svname' in str(err.value)
+
+
+def test_complete_answer_of_the_same_capture_is_read(scripted):
+    capture = read_fixture('haproxy_show_stat_csv_v2.7.1_otel.csv')
+    server = scripted(lambda conn, cmd: conn.sendall(cli_answer(capture).encode()))
+    rows = hp.HAProxyRuntime(socket_path=server.path).show_stat()
+    assert [r['svname'] for r in rows if r['pxname'] == 'webservers'] == ['s1', 's2', 's3', 'BACKEND']
+
+
+def test_trickling_answer_is_bounded_by_the_whole_exchange(scripted):
+    """A runtime API sending one byte every 0.05 s never lets a per-read timeout fire; the deadline does."""
+    def trickle(conn, cmd):
+        for byte in cli_answer(read_fixture(HAPROXY_CSV)).encode():
+            conn.sendall(bytes([byte]))
+            time.sleep(0.05)
+    server = scripted(trickle)
+    started = time.monotonic()
+    with pytest.raises(hp.HAProxyConnectionError) as err:
+        hp.HAProxyRuntime(socket_path=server.path, timeout=0.5).command('show stat')
+    assert time.monotonic() - started < 1.5
+    assert 'no complete answer to "show stat" within 0.5 seconds (haproxy.timeout bounds the whole exchange' in str(err.value)
+
+
+def test_non_utf8_answer_is_replaced_not_surrogates(scripted):
+    server = scripted(lambda conn, cmd: conn.sendall(b'No such server \xff\xfe.\n\n'))
+    with pytest.raises(hp.HAProxyError) as err:
+        hp.HAProxyRuntime(socket_path=server.path).set_server_state('models', 'm1', 'drain')
+    message = str(err.value)
+    assert '\ufffd' in message
+    message.encode('utf-8')   # no lone surrogate: the module result stays serializable
+
+
+def test_servers_state_cut_off_is_not_taken_for_an_old_haproxy(scripted):
+    capture = read_fixture('haproxy_show_servers_state_v2.6.12_drain_maint_down.txt')
+    server = scripted(lambda conn, cmd: conn.sendall(cut(capture, 4).encode()))
+    with pytest.raises(hp.HAProxyIncompleteError):
+        hp.HAProxyRuntime(socket_path=server.path).servers_state('models')

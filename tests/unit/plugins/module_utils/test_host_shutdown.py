@@ -78,7 +78,7 @@ class ModelHost(object):
 
     def verbs(self, unit=None):
         """The systemctl verbs run, for C(unit) only when given."""
-        return [c[0] for c in self.systemd.calls if unit is None or (c[1] if c[0] == 'show' else c[-1]) == unit]
+        return [c[0] for c in self.systemd.calls if unit is None or c[-1] == unit]
 
     def scrape(self, script):
         """A metrics body answering C(script) (in-flight counts, the last one repeats), each read an event."""
@@ -164,8 +164,8 @@ def test_drain_stop_policy_verify_in_order(machine, fake_time, metrics, tools, t
     # the read before the drain; show, stop, show; the GPU check's read of ExecMainPID
     assert host.verbs() == ['show', 'show', 'stop', 'show', 'show']
     scrapes = [i for i, e in enumerate(host.events) if isinstance(e, tuple)]
-    stop_at = host.events.index([SYSTEMCTL, 'stop', LLAMA])
-    assert host.events[0][:3] == [SYSTEMCTL, 'show', LLAMA] and 0 < scrapes[0] and scrapes[-1] < stop_at
+    stop_at = host.events.index([SYSTEMCTL, 'stop', '--', LLAMA])
+    assert host.events[0][:2] == [SYSTEMCTL, 'show'] and host.events[0][-1] == LLAMA and 0 < scrapes[0] and scrapes[-1] < stop_at
     assert [(u['unit'], u['stopped'], u['classification']) for u in record['stop']['units']] == [(LLAMA, True, 'clean')]
     # policy, after the stop
     assert record['policy']['ok'] and record['policy']['changed']
@@ -363,8 +363,8 @@ def test_gpu_is_checked_once_per_unit(machine, fake_time, tools):
     assert [c[1].split('=')[0] for c in host.gpu.calls].count('--query-compute-apps') == 2
     # Each check read its own unit's last main PID; the unit given in gpu is replaced.
     assert host.verbs(LLAMA) == host.verbs(MISTRAL) == ['show', 'show', 'stop', 'show', 'show']
-    assert 'ignored.service' not in [c[1] for c in host.systemd.calls]
-    gpu_reads = [e[2] for e in host.events[host.events.index(host.gpu.calls[0]) - 1:] if e[:2] == [SYSTEMCTL, 'show']]
+    assert 'ignored.service' not in [c[-1] for c in host.systemd.calls]
+    gpu_reads = [e[-1] for e in host.events[host.events.index(host.gpu.calls[0]) - 1:] if e[:2] == [SYSTEMCTL, 'show']]
     assert gpu_reads == [LLAMA, MISTRAL]
 
 
@@ -461,7 +461,7 @@ def test_parse_params_defaults_and_nulls():
     phases = parse_params({'drain': None, 'since': None, 'stop': {'units': [LLAMA], 'timeout_stop_sec': None},
                            'policy': None, 'verify': None})
     assert 'drain' not in phases
-    assert phases['stop']['fail_on'] == ['timeout_killed', 'failed', 'signal'] and phases['stop']['timeout_stop_sec'] is None
+    assert phases['stop']['fail_on'] == ['timeout_killed', 'timeout', 'failed', 'signal'] and phases['stop']['timeout_stop_sec'] is None
     assert phases['policy']['firewall_zone'] == 'public' and phases['policy']['selinux_mode'] is None
     assert phases['verify'] == {'units': [LLAMA], 'ports': [], 'port_timeout': 10.0, 'processes': True, 'gpu': None,
                                 'task_log': None, 'fail_on_incomplete': False}

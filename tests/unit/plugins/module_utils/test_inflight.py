@@ -24,6 +24,7 @@ from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
     needs_haproxy,
     read_fixture,
 )
+from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.test_haproxy import cli_answer
 
 TCP4 = fixture_path('proc_net_tcp_dev_established_timewait.txt')
 TCP6 = fixture_path('proc_net_tcp6_dev_established_v4mapped.txt')
@@ -41,7 +42,8 @@ def server():
 
 @pytest.mark.parametrize('preset, name, labels, expected, detail', [
     ('vllm', 'vllm_metrics_v0.5_opt125m_datadog.txt', {'model_name': 'facebook/opt-125m'}, 0,
-     {'vllm:num_requests_running{model_name="facebook/opt-125m"}': 0, 'vllm:num_requests_waiting{model_name="facebook/opt-125m"}': 0}),
+     {'vllm:num_requests_running{model_name="facebook/opt-125m"}': 0, 'vllm:num_requests_waiting{model_name="facebook/opt-125m"}': 0,
+      'vllm:num_requests_swapped{model_name="facebook/opt-125m"}': 0}),
     ('sglang', 'sglang_metrics_docs_v0.4_loaded.txt', None, 162 + 2826,
      {'sglang:num_running_reqs': 162, 'sglang:num_queue_reqs': 2826}),
     ('tgi', 'tgi_metrics_datadog_payload_head.txt', None, 0, {'tgi_queue_size': 0, 'tgi_batch_current_size': 0}),
@@ -55,6 +57,37 @@ def test_presets_on_real_captures(server, preset, name, labels, expected, detail
     result = source.read()
     assert result == {'in_flight': expected, 'detail': detail}
     assert isinstance(result['in_flight'], int)
+
+
+def vllm_v0(running=0, waiting=0, swapped=0):
+    """The real vLLM V0 capture with its three request gauges set."""
+    text = read_fixture('vllm_metrics_v0.5_opt125m_datadog.txt')
+    for name, value in (('running', running), ('waiting', waiting), ('swapped', swapped)):
+        line = 'vllm:num_requests_%s{model_name="facebook/opt-125m"} 0.0' % name
+        assert line in text
+        text = text.replace(line, line[:-3] + '%.1f' % value)
+    return text
+
+
+def test_vllm_preset_counts_swapped_requests(server):
+    """vLLM V0 swaps preempted requests to CPU memory; they are still in flight and must be waited for."""
+    server.body = vllm_v0(running=0, waiting=0, swapped=2)
+    result = _inflight.MetricsSource(server.url, preset='vllm').read()
+    assert result['in_flight'] == 2
+    assert result['detail'] == {'vllm:num_requests_running': 0, 'vllm:num_requests_waiting': 0, 'vllm:num_requests_swapped': 2}
+    server.body = vllm_v0(running=3, waiting=1, swapped=2)
+    assert _inflight.MetricsSource(server.url, preset='vllm').read()['in_flight'] == 6
+
+
+def test_vllm_preset_without_the_swapped_gauge(server):
+    """vLLM V1 exports no vllm:num_requests_swapped: running + waiting is the figure, not a failure.
+
+    The input is the V0 capture with the swapped family removed (V1's own capture is not in the fixtures).
+    """
+    text = '\n'.join(line for line in vllm_v0(running=1, waiting=1).split('\n') if 'num_requests_swapped' not in line)
+    server.body = text
+    result = _inflight.MetricsSource(server.url, preset='vllm').read()
+    assert result['in_flight'] == 2 and 'vllm:num_requests_swapped' not in result['detail']
 
 
 def test_vllm_figures_change_between_scrapes(server):
@@ -109,6 +142,33 @@ def test_token_headers_and_accept_are_sent_and_not_described(server):
     described = repr(source.describe())
     assert 's3cr3t' not in described and 'blue' not in described
     assert source.describe()['header_names'] == ['X-Tenant']
+
+
+@pytest.mark.parametrize('token', ['s3cr3t-token\n', '  s3cr3t-token\r\n', 's3cr3t-token'])
+def test_token_with_surrounding_whitespace_is_stripped(server, token):
+    """A token read from a YAML block scalar or slurp | b64decode ends with a newline; it is sent stripped."""
+    server.body = 'x 1\n'
+    assert _inflight.MetricsSource(server.url, metrics=['x'], token=token).read()['in_flight'] == 1
+    assert server.requests[-1]['headers']['Authorization'] == 'Bearer s3cr3t-token'
+
+
+def test_token_with_a_newline_inside_is_refused_without_showing_it():
+    with pytest.raises(InFlightError) as err:
+        _inflight.MetricsSource('http://127.0.0.1:1/metrics', metrics=['x'], token='s3cr3t\ntoken')
+    assert 'metrics.token contains a line break inside it' in str(err.value)
+    assert 's3cr3t' not in str(err.value)
+
+
+@pytest.mark.parametrize('url, words', [
+    ('http://a..b/metrics', "host name 'a..b' has an empty label"),
+    ('http://%s.example/metrics' % ('x' * 64), 'has a label of 64 characters'),
+    ('http://127.0.0.1:0/metrics', 'port 0 is not between 1 and 65535'),
+    ('ftp://127.0.0.1/metrics', 'the scheme must be http or https'),
+])
+def test_bad_url_is_refused_when_configured(url, words):
+    with pytest.raises(InFlightError) as err:
+        _inflight.MetricsSource(url, preset='tgi')
+    assert 'Invalid metrics.url' in str(err.value) and words in str(err.value)
 
 
 def test_fractional_values_stay_floats(server):
@@ -371,16 +431,16 @@ def haproxy_socket(tmp_path):
 @needs_haproxy
 def test_haproxy_source_real_runtime_on_capture(haproxy_socket):
     source = _inflight.HAProxySource('webservers', 's1', socket_path=haproxy_socket.path)
-    haproxy_socket.answer = read_fixture(HAPROXY_STAT_CSV)
+    haproxy_socket.answer = cli_answer(read_fixture(HAPROXY_STAT_CSV))
     assert source.read() == {'in_flight': 0, 'detail': {'scur': 0, 'qcur': 0, 'status': 'UP'}}
-    haproxy_socket.answer = haproxy_csv(scur=4, qcur=1)
+    haproxy_socket.answer = cli_answer(haproxy_csv(scur=4, qcur=1))
     assert source.read()['in_flight'] == 5
     assert haproxy_socket.commands[-1] == 'show stat\n'
 
 
 @needs_haproxy
 def test_haproxy_source_unknown_server(haproxy_socket):
-    haproxy_socket.answer = read_fixture(HAPROXY_STAT_CSV)
+    haproxy_socket.answer = cli_answer(read_fixture(HAPROXY_STAT_CSV))
     source = _inflight.HAProxySource('webservers', 's9', socket_path=haproxy_socket.path)
     with pytest.raises(InFlightError) as err:
         source.read()
@@ -390,7 +450,7 @@ def test_haproxy_source_unknown_server(haproxy_socket):
 
 @needs_haproxy
 def test_haproxy_source_garbage_and_missing_socket(haproxy_socket, tmp_path):
-    haproxy_socket.answer = 'Permission denied\n'
+    haproxy_socket.answer = 'Permission denied\n\n'   # HAProxy 2.6.12's answer on a level user socket
     with pytest.raises(InFlightError, match='Permission denied'):
         _inflight.HAProxySource('webservers', 's1', socket_path=haproxy_socket.path).read()
     with pytest.raises(InFlightError, match='does not exist'):
@@ -428,5 +488,7 @@ def test_read_all_propagates_the_first_error():
         _inflight.read_all([Fixed('metrics', 0), Fixed('haproxy', InFlightError('boom'))])
 
 
-def test_read_all_empty():
-    assert _inflight.read_all([]) == (0, {}, {})
+def test_read_all_without_sources_is_an_error_not_zero():
+    """No source read is nothing known: it must never come out as 0 in flight (drained)."""
+    with pytest.raises(InFlightError, match='no in-flight source is configured'):
+        _inflight.read_all([])

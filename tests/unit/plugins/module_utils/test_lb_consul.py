@@ -9,6 +9,7 @@ import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import LBError, make_adapter
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_consul import maintenance_state, parse_checks
 from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import read_fixture
 from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeConsul
 
@@ -127,3 +128,91 @@ def test_malformed_answers(consul):
 def test_service_id_required():
     with pytest.raises(LBError, match='service_id'):
         make_adapter('consul', {'url': 'http://127.0.0.1:8500'})
+
+
+# ----------------------------------------------------------------------------------------- node maintenance, shape
+
+NODE_CAPTURE = 'consul_v1_health_node_node_and_service_maintenance_consul-exporter-issue152.json'
+
+
+def test_parse_checks_of_the_captured_node_answer():
+    """GET /v1/health/node/<node> after "consul maint -enable" and "consul maint -enable -service=node" (real output)."""
+    checks = parse_checks(json.loads(read_fixture(NODE_CAPTURE)), 'GET /v1/health/node/test')
+    assert sorted(checks) == ['_node_maintenance', '_service_maintenance:node']
+    state, raw = maintenance_state(checks, 'node')
+    assert state == 'maintenance' and raw['maintenance'] is True and raw['node_maintenance'] is True
+    assert raw['node_maintenance_check'] == {'CheckID': '_node_maintenance', 'Status': 'critical', 'Notes': 'testing'}
+
+
+def test_node_maintenance_alone_reads_maintenance():
+    """A service without its own maintenance check, on a node in maintenance (the captured node check), is not ready."""
+    captured = json.loads(read_fixture(NODE_CAPTURE))
+    node_only = [check for check in captured if check['CheckID'] == '_node_maintenance']
+    state, raw = maintenance_state(parse_checks(node_only, 'GET /v1/health/node/test'), 'other')
+    assert state == 'maintenance' and raw['maintenance'] is False and raw['node_maintenance'] is True
+
+
+def test_captured_agent_checks_without_node_maintenance_read_ready():
+    checks = parse_checks(json.loads(read_fixture('consul_v1_agent_checks_service_maintenance_consul0.5.json')), 'agent')
+    checks.pop('_service_maintenance:test')
+    assert maintenance_state(checks, 'test')[0] == 'ready'
+
+
+class NodeMaintConsul(FakeConsul):
+    """The agent of FakeConsul, its node in maintenance: the captured C(_node_maintenance) check added to its checks."""
+
+    def route(self, method, path, query, headers, body):
+        status, payload, content_type = super(NodeMaintConsul, self).route(method, path, query, headers, body)
+        if method == 'GET' and path == '/v1/agent/checks':
+            checks = json.loads(payload)
+            node = [c for c in json.loads(read_fixture(NODE_CAPTURE)) if c['CheckID'] == '_node_maintenance'][0]
+            checks['_node_maintenance'] = node
+            payload = json.dumps(checks)
+        return status, payload, content_type
+
+
+def test_adapter_sees_node_maintenance_and_says_what_to_do():
+    with NodeMaintConsul() as consul:
+        adapter = adapter_for(consul)
+        info = adapter.get_state()
+        assert info['state'] == 'maintenance' and info['raw']['maintenance'] is False
+        assert info['raw']['node_maintenance_check']['Notes'] == 'testing'
+        ok, detail = adapter.verify('ready')
+        assert not ok and 'the node itself is in maintenance mode' in detail and 'consul maint -disable' in detail
+        ok, detail = adapter.verify('draining')
+        assert ok and 'node maintenance check present (critical)' in detail
+
+
+@pytest.mark.parametrize('payload, words', [
+    ('{"service:test": "passing"}', 'a check that is not an object with a CheckID and a Status: "passing"'),
+    ('{"service:test": {"CheckID": "service:test"}}', 'a check that is not an object with a CheckID and a Status'),
+    ('{"x": {"CheckID": 5, "Status": "passing"}}', 'a check that is not an object with a CheckID and a Status'),
+])
+def test_checks_of_the_wrong_shape_are_refused(consul, payload, words):
+    adapter = adapter_for(consul)
+    consul.route = lambda *a: (200, '{"test": {}}' if a[1].endswith('services') else payload, 'application/json')
+    with pytest.raises(LBError) as err:
+        adapter.get_state()
+    assert words in str(err.value) and '/v1/agent/checks' in str(err.value)
+
+
+def test_token_ending_in_a_newline_is_sent_stripped_and_never_shown():
+    consul = FakeConsul(token='s3cr3t-token').start()
+    try:
+        assert adapter_for(consul, token='s3cr3t-token\n').get_state()['state'] == 'ready'
+        assert consul.requests[-1]['headers'].get('X-Consul-Token') == 's3cr3t-token'
+        with pytest.raises(HttpError) as err:
+            adapter_for(consul, token='s3cr3t\ntoken').get_state()
+        assert 'X-Consul-Token contains a line break inside it' in str(err.value) and 's3cr3t' not in str(err.value)
+    finally:
+        consul.stop()
+
+
+@pytest.mark.parametrize('url, words', [
+    ('http://a..b:8500', "host name 'a..b' has an empty label"),
+    ('http://%s:8500' % ('c' * 64), 'has a label of 64 characters'),
+])
+def test_bad_agent_url(url, words):
+    with pytest.raises(HttpError) as err:
+        make_adapter('consul', {'url': url, 'service_id': 'test'}).get_state()
+    assert words in str(err.value)

@@ -10,11 +10,12 @@ import time
 
 import pytest
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyConnectionError, HAProxyError
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyConnectionError, HAProxyError, HAProxyRuntime
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import HealthStateManager, make_adapter
-from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import HAProxyAdapter
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import HAProxyAdapter, read_pool
 from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import free_port
 from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeHAProxy
+from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.test_haproxy import CliFakeHAProxy
 
 
 @pytest.fixture
@@ -64,8 +65,8 @@ def test_legacy_haproxy_falls_back_to_status(short_dir):
 
 
 def test_in_flight_counts_sessions_and_queue(short_dir):
-    fake = FakeHAProxy(os.path.join(short_dir, 'a.sock'), stat_fixture='haproxy_show_stat_csv_telegraf_sample.csv',
-                       legacy=True).start()
+    fake = CliFakeHAProxy(os.path.join(short_dir, 'a.sock'), stat_fixture='haproxy_show_stat_csv_telegraf_sample.csv',
+                          legacy=True).start()
     try:
         adapter = make_adapter('haproxy', {'socket': fake.path, 'backend': 'www', 'server': 'www'})
         assert adapter.in_flight() == 0
@@ -77,8 +78,8 @@ def test_in_flight_counts_sessions_and_queue(short_dir):
 
 
 def test_in_flight_from_v27_capture(short_dir):
-    fake = FakeHAProxy(os.path.join(short_dir, 'b.sock'), stat_fixture='haproxy_show_stat_csv_v2.7.1_otel.csv',
-                       legacy=True).start()
+    fake = CliFakeHAProxy(os.path.join(short_dir, 'b.sock'), stat_fixture='haproxy_show_stat_csv_v2.7.1_otel.csv',
+                          legacy=True).start()
     try:
         fake.stat_text = fake.stat_text.replace('webservers,s2,0,0,0,1,', 'webservers,s2,4,0,7,1,')  # qcur 4, scur 7
         adapter = make_adapter('haproxy', {'socket': fake.path, 'backend': 'webservers', 'server': 's2'})
@@ -224,3 +225,71 @@ def test_real_haproxy_errors(real_haproxy):
     assert user.get_state()['state'] == 'ready'
     with pytest.raises(HAProxyError, match='Permission denied.*level admin'):
         user.set_state('draining')
+
+
+# ----------------------------------------------------------------------------------------- shape, not guesses
+
+class EditedStateHAProxy(CliFakeHAProxy):
+    """The captured 2.6.12 runtime API, with the rows of C(show servers state) passed through C(edit(row fields))."""
+
+    def __init__(self, path, edit):
+        super(EditedStateHAProxy, self).__init__(path)
+        self.edit = edit
+
+    def answer(self, cmd):
+        text = super(EditedStateHAProxy, self).answer(cmd)
+        if not cmd.startswith('show servers state'):
+            return text
+        lines = text.split('\n')
+        out = lines[:2]
+        for line in lines[2:]:
+            fields = line.split(' ') if line else None
+            if fields:
+                fields = self.edit(fields)
+                if fields is None:
+                    continue
+                line = ' '.join(fields)
+            out.append(line)
+        return '\n'.join(out)
+
+
+def test_admin_state_that_is_not_a_number_reads_unknown(short_dir):
+    def garble(fields):
+        if fields[3] == 'm5':
+            fields[6] = 'x'   # srv_admin_state
+        return fields
+    with EditedStateHAProxy(os.path.join(short_dir, 'g.sock'), garble) as fake:
+        info = adapter_for(fake, 'm5').get_state()
+        assert info['state'] == 'unknown' and info['raw']['admin_state'] is None and info['raw']['admin_flags'] == []
+        pool = dict((row['server'], row) for row in read_pool(fake_runtime(fake), ['models']))
+        assert pool['m5']['state'] == 'unknown' and pool['m5']['available'] is False
+        assert pool['m1']['state'] == 'draining'
+
+
+def test_pool_server_missing_from_servers_state_reads_unknown(short_dir):
+    with EditedStateHAProxy(os.path.join(short_dir, 'h.sock'), lambda fields: None if fields[3] == 'm2' else fields) as fake:
+        pool = dict((row['server'], row) for row in read_pool(fake_runtime(fake), ['models']))
+        assert pool['m2']['state'] == 'unknown' and pool['m2']['status'] == 'no check'
+        assert pool['m5']['state'] == 'ready'
+
+
+def test_pool_legacy_haproxy_uses_the_status_column(short_dir):
+    with CliFakeHAProxy(os.path.join(short_dir, 'l.sock'), legacy=True) as fake:
+        pool = dict((row['server'], row) for row in read_pool(fake_runtime(fake), ['models']))
+        assert pool['m1']['state'] == 'draining' and pool['m4']['state'] == 'ready'   # DOWN hides the drain
+
+
+def test_pool_unknown_backend_lists_the_known_ones(fake):
+    with pytest.raises(HAProxyError) as err:
+        read_pool(fake_runtime(fake), ['nope'])
+    assert 'has no backend nope with servers (backends in "show stat": models)' in str(err.value)
+
+
+def test_pool_refuses_injection_before_sending(fake):
+    with pytest.raises(HAProxyError, match='Refusing HAProxy backend name'):
+        read_pool(fake_runtime(fake), ['models;disable server models/m1'])
+    assert fake.commands == []
+
+
+def fake_runtime(fake):
+    return HAProxyRuntime(socket_path=fake.path, timeout=2.0)

@@ -107,3 +107,68 @@ def test_verify_when_ignored():
 def test_url_required():
     with pytest.raises(LBError, match='http.url'):
         make_adapter('http', {})
+
+
+# ----------------------------------------------------------------------------------------- headers, tokens, bad input
+
+class HeaderGatedServer(FakeModelServer):
+    """The reference server behind a gateway that answers 403 to any request without C(X-Tenant: blue), reads included."""
+
+    def route(self, method, path, query, headers, body):
+        if headers.get('X-Tenant') != 'blue':
+            return 403, json.dumps({'error': 'X-Tenant required'}), 'application/json'
+        return super(HeaderGatedServer, self).route(method, path, query, headers, body)
+
+
+def test_extra_headers_go_with_the_get_that_reads_the_state_too():
+    with HeaderGatedServer() as srv:
+        adapter = adapter_for(srv, headers={'X-Tenant': 'blue'})
+        assert adapter.get_state()['state'] == 'ready'
+        adapter.set_state('draining')
+        assert adapter.verify('draining')[0]
+        gets = [r for r in srv.requests if r['method'] == 'GET']
+        assert gets and all(r['headers'].get('X-Tenant') == 'blue' for r in srv.requests)
+        assert all('Content-Type' not in r['headers'] for r in gets)
+
+
+def test_token_ending_in_a_newline_is_sent_stripped_and_never_shown():
+    srv = FakeModelServer(token='tok-123').start()
+    try:
+        adapter = adapter_for(srv, token='tok-123\n')
+        adapter.set_state('draining')
+        assert srv.mutations()[-1]['headers']['Authorization'] == 'Bearer tok-123'
+        assert adapter.get_state()['state'] == 'draining'
+        with pytest.raises(HttpError) as err:
+            adapter_for(srv, token='zq9x\n-123').get_state()
+        assert 'bearer token contains a line break inside it' in str(err.value) and 'zq9x' not in str(err.value)
+    finally:
+        srv.stop()
+
+
+@pytest.mark.parametrize('value', [['draining'], {'state': 'ready'}, 3, None])
+def test_reported_value_that_is_not_a_state_reads_unknown(srv, value):
+    srv.route = lambda *a: (200, json.dumps({'state': value}), 'application/json')
+    info = adapter_for(srv).get_state()
+    assert info['state'] == 'unknown' and info['raw']['reported'] == value
+
+
+@pytest.mark.parametrize('url, words', [
+    ('http://a..b/admin/state', "host name 'a..b' has an empty label"),
+    ('http://%s/admin/state' % ('h' * 64), 'has a label of 64 characters'),
+])
+def test_bad_url(url, words):
+    with pytest.raises(HttpError) as err:
+        make_adapter('http', {'url': url}).get_state()
+    assert words in str(err.value) and 'UnicodeError' not in str(err.value)
+
+
+def test_header_injection_refused(srv):
+    with pytest.raises(HttpError, match="Refusing the value of HTTP header X-Req: it contains '\\\\n'"):
+        adapter_for(srv, headers={'X-Req': '1\nX-Admin: yes'}).set_state('draining')
+    assert srv.requests == []
+
+
+def test_deeply_nested_state_answer_is_an_adapter_error(srv):
+    srv.route = lambda *a: (200, '[' * 3000 + ']' * 3000, 'application/json')
+    with pytest.raises(HttpError, match='nested too deeply'):
+        adapter_for(srv).get_state()

@@ -1,9 +1,11 @@
 # Copyright (c) modelops.shutdown contributors
 # GNU General Public License v3.0+ (see LICENSE or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""PolicyTakeBack against a fake host whose tools answer as the real ones do.
+"""PolicyTakeBack against a fake host whose tools answer as the real ones do, and its parsers on real captures.
 
-There is no SELinux, firewalld or ufw on the dev machine: the exact argv of every step is what
-proves those parts (the outputs are those the real tools print).
+There is no SELinux kernel here: the exact argv of every SELinux step is what proves those parts (the
+outputs are those the tools print, seobject.py's formats). ufw 0.36.2 and firewalld 1.3.3 were run in a
+fleet container: their answers are replayed from tests/unit/fixtures/*_capture.txt (see SOURCES.md), and
+molecule/policy applies and takes back real ufw rules, masks and drop-ins.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import pytest
 from ansible_collections.modelops.shutdown.plugins.module_utils import _policy
 from ansible_collections.modelops.shutdown.plugins.module_utils._policy import PolicyTakeBack, argument_spec, check_params
 from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, validate
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import read_fixture
 
 BINS = {
     'systemctl': '/usr/bin/systemctl',
@@ -36,6 +39,35 @@ SEMANAGE = BINS['semanage']
 UNIT = 'model-server@llama.service'
 MODELS = '/srv/models(/.*)?'
 HTTPD_CONTENT = 'system_u:object_r:httpd_sys_content_t:s0'
+UFW_CAPTURE = 'ufw_0.36.2_bookworm_capture.txt'
+FIREWALLD_CAPTURE = 'firewall-cmd_1.3.3_bookworm_capture.txt'
+AS_ROOT = ('What to do: run the task as root (become: true); in a container ufw and firewalld also need '
+           'CAP_NET_ADMIN')
+
+
+def capture(name):
+    """C({label: (argv, rc, stdout, stderr)}) of a capture file: sections C(==== label), C($ argv), C(rc=N),
+    C(--stdout), the exact stdout, C(--stderr), the exact stderr (tests/unit/fixtures/SOURCES.md)."""
+    sections = {}
+    for chunk in read_fixture(name).split('==== ')[1:]:
+        label, rest = chunk.split('\n', 1)
+        command, rest = rest.split('\n', 1)
+        status, rest = rest.split('\n', 1)
+        assert command.startswith('$ ') and status.startswith('rc=') and rest.startswith('--stdout\n'), chunk
+        out, err = rest[len('--stdout\n'):].split('--stderr\n', 1)
+        sections[label] = (command[2:].split(' '), int(status[3:]), out, err)
+    return sections
+
+
+def answer(name, label):
+    """C((rc, stdout, stderr)) of one section of a capture."""
+    return capture(name)[label][1:]
+
+
+@pytest.fixture(autouse=True)
+def no_ufw_conf(tmp_path, monkeypatch):
+    """No ufw.conf unless a test writes one (C(_policy.UFW_CONF)): the dev machine's own must not count."""
+    monkeypatch.setattr(_policy, 'UFW_CONF', str(tmp_path / 'no-ufw.conf'))
 
 
 def is_read(argv):
@@ -59,8 +91,9 @@ class FakePolicyHost(object):
 
     C(selinux): None (SELinux disabled) or the mode (C(enforcing)/C(permissive)). C(ports): the local
     SELinux port labels, C({(setype, proto): [ports]}). C(booleans): C({name: bool}). C(fcontexts):
-    the local file contexts, C({target: setype}). C(firewalld): None (not running) or the open ports,
-    C({(zone, permanent): set}). C(ufw): None (inactive) or the added rules (C(allow 8000/tcp)).
+    the local file contexts, C({target: setype}) (all files) or C({target: (setype, ftype)}). C(firewalld):
+    None (not running) or the open ports, C({(zone, permanent): set}). C(ufw): None (inactive) or the added
+    rules as C(ufw show added) prints them without C(ufw ) (C(allow 8000/tcp comment 'model')).
     C(units): C({unit: (LoadState, UnitFileState)}). C(fail): C({argv words prefix: (rc, out, err)}), the
     words being the program's name and its arguments. Every argv is recorded in C(calls).
     """
@@ -70,7 +103,8 @@ class FakePolicyHost(object):
         self.selinux = selinux
         self.ports = dict((key, list(value)) for key, value in (ports or {}).items())
         self.booleans = dict(booleans or {})
-        self.fcontexts = dict(fcontexts or {})
+        self.fcontexts = dict((target, value if isinstance(value, tuple) else (value, 'a'))
+                              for target, value in (fcontexts or {}).items())
         self.firewalld = None if firewalld is None else dict((k, set(v)) for k, v in firewalld.items())
         self.ufw = None if ufw is None else list(ufw)
         self.units = dict(units or {})
@@ -120,13 +154,17 @@ class FakePolicyHost(object):
             self.ports[(setype, proto)].remove(port)
             return 0, '', ''
         if args == ['fcontext', '--list', '--locallist']:
-            lines = ['%-50s %-18s system_u:object_r:%s:s0' % (target, 'all files', setype) for target, setype in sorted(self.fcontexts.items())]
+            # seobject.fcontextRecords.list: "%-50s %-18s %s:%s:%s:%s " (target, file type in words, context).
+            lines = ['%-50s %-18s system_u:object_r:%s:s0 ' % (target, _policy.FCONTEXT_FTYPES[ftype], setype)
+                     for target, (setype, ftype) in sorted(self.fcontexts.items())]
             return 0, 'SELinux fcontext                                   type               Context\n\n' + ''.join(l + '\n' for l in lines), ''
         if args[:2] == ['fcontext', '--delete']:
-            assert args[2] == '--type' and args[4] == '--' and len(args) == 6, args
-            if self.fcontexts.get(args[5]) != args[3]:
-                return 1, '', 'ValueError: File context for %s is not defined\n' % args[5]
-            del self.fcontexts[args[5]]
+            assert args[2] == '--type' and args[4] == '--ftype' and args[6] == '--' and len(args) == 8, args
+            setype, ftype, target = args[3], args[5], args[7]
+            # Without --ftype (or another one) semanage looks for the rule of that file type only.
+            if self.fcontexts.get(target, (None, None))[1] != ftype:
+                return 1, '', 'ValueError: File context for %s is not defined\n' % target
+            del self.fcontexts[target]
             return 0, '', ''
         raise AssertionError('unexpected semanage %r' % (args,))
 
@@ -166,19 +204,25 @@ class FakePolicyHost(object):
         raise AssertionError('unexpected firewall-cmd %r' % (args,))
 
     def _ufw(self, args):
+        # The formats of ufw 0.36.2 (tests/unit/fixtures/ufw_0.36.2_bookworm_capture.txt).
         if args == ['status']:
             if self.ufw is None:
                 return 0, 'Status: inactive\n', ''
-            table = ''.join('%-26s ALLOW       Anywhere\n' % rule.split()[-1] for rule in self.ufw)
-            return 0, 'Status: active\n\nTo                         Action      From\n--                         ------      ----\n' + table, ''
+            table = ''
+            for rule in self.ufw:
+                words, comment = rule.split(" comment '")[0].split(), rule.partition(" comment '")[2].rstrip("'")
+                table += '%-26s %-11s %-26s%s\n' % (words[-1], words[0].upper(), 'Anywhere', (' # ' + comment) if comment else '')
+            return 0, 'Status: active\n\nTo                         Action      From\n--                         ------      ----\n' + table + '\n', ''
         if args == ['show', 'added']:
             rules = ''.join('ufw %s\n' % rule for rule in self.ufw) or '(None)\n'
             return 0, "Added user rules (see 'ufw status' for running firewall):\n" + rules, ''
         if args[:2] == ['delete', 'allow'] and len(args) == 3:
-            rule = 'allow %s' % args[2]
-            if rule not in self.ufw:
+            if ':' in args[2] and '/' not in args[2] or '-' in args[2] or args[2].endswith(('/sctp', '/dccp')):
+                return 1, '', 'ERROR: Bad port\n'
+            found = [rule for rule in self.ufw if rule.split(" comment '")[0] == 'allow %s' % args[2]]
+            if not found:
                 return 0, 'Could not delete non-existent rule\nCould not delete non-existent rule (v6)\n', ''
-            self.ufw.remove(rule)
+            self.ufw.remove(found[0])
             return 0, 'Rule deleted\nRule deleted (v6)\n', ''
         raise AssertionError('unexpected ufw %r' % (args,))
 
@@ -272,9 +316,9 @@ def test_selinux_ports_present_removed_absent_unchanged():
     step = steps['selinux']
     assert step['status'] == 'done' and step['changed'] and step['reason'] == ''
     assert step['items'] == [
-        {'port': '8000', 'proto': 'tcp', 'setype': 'http_port_t', 'previous': 'labelled', 'changed': True},
-        {'port': '9000', 'proto': 'tcp', 'setype': 'http_port_t', 'previous': 'absent', 'changed': False},
-        {'port': '8443', 'proto': 'udp', 'setype': 'http_port_t', 'previous': 'absent', 'changed': False},
+        {'port': '8000', 'proto': 'tcp', 'setype': 'http_port_t', 'previous': 'labelled', 'new': 'absent', 'changed': True},
+        {'port': '9000', 'proto': 'tcp', 'setype': 'http_port_t', 'previous': 'absent', 'new': 'absent', 'changed': False},
+        {'port': '8443', 'proto': 'udp', 'setype': 'http_port_t', 'previous': 'absent', 'new': 'absent', 'changed': False},
     ]
     assert host.ports == {('http_port_t', 'tcp'): ['8443'], ('http_port_t', 'udp'): ['8000']}
 
@@ -284,12 +328,12 @@ def test_selinux_port_range_and_listing_parse():
                'http_port_t                    tcp      8000-8010, 8443\n'
                'ssh_port_t                     tcp      2222\n')
     item = {'port': '8000-8010', 'proto': 'tcp', 'setype': 'http_port_t'}
-    assert PolicyTakeBack._port_labelled(listing, item)
-    assert PolicyTakeBack._port_labelled(listing, dict(item, port='8443'))
-    assert not PolicyTakeBack._port_labelled(listing, dict(item, port='8000'))
-    assert not PolicyTakeBack._port_labelled(listing, dict(item, port='2222'))
-    assert PolicyTakeBack._port_labelled(listing, dict(item, port='2222', setype='ssh_port_t'))
-    assert not PolicyTakeBack._port_labelled(listing, dict(item, port='8443', proto='udp'))
+    assert _policy.port_labelled(listing, item)
+    assert _policy.port_labelled(listing, dict(item, port='8443'))
+    assert not _policy.port_labelled(listing, dict(item, port='8000'))
+    assert not _policy.port_labelled(listing, dict(item, port='2222'))
+    assert _policy.port_labelled(listing, dict(item, port='2222', setype='ssh_port_t'))
+    assert not _policy.port_labelled(listing, dict(item, port='8443', proto='udp'))
 
 
 def test_selinux_booleans_set_back_only_where_they_differ():
@@ -308,9 +352,9 @@ def test_selinux_booleans_set_back_only_where_they_differ():
         ['/usr/sbin/setsebool', '-P', 'httpd_execmem', 'on'],
     ]
     assert steps['selinux']['items'] == [
-        {'boolean': 'httpd_can_network_connect', 'previous': 'on', 'changed': True},
-        {'boolean': 'httpd_use_nfs', 'previous': 'off', 'changed': False},
-        {'boolean': 'httpd_execmem', 'previous': 'off', 'changed': True},
+        {'boolean': 'httpd_can_network_connect', 'previous': 'on', 'new': 'off', 'changed': True},
+        {'boolean': 'httpd_use_nfs', 'previous': 'off', 'new': 'off', 'changed': False},
+        {'boolean': 'httpd_execmem', 'previous': 'off', 'new': 'on', 'changed': True},
     ]
     assert host.booleans == {'httpd_can_network_connect': False, 'httpd_use_nfs': False, 'httpd_execmem': True}
     assert not [c for c in host.calls if os.path.basename(c[0]) in ('getenforce', 'setenforce', 'semanage')]
@@ -327,7 +371,8 @@ def test_getsebool_output_is_read_for_the_active_value(out, previous, changed):
     host = FakePolicyHost(selinux='enforcing', fail={('getsebool',): (0, out, '')})
     dummy, failure, steps = run(host, check_mode=True, selinux_booleans=[{'name': 'httpd_can_network_connect'}])
     assert failure is None
-    assert steps['selinux']['items'] == [{'boolean': 'httpd_can_network_connect', 'previous': previous, 'changed': changed}]
+    assert steps['selinux']['items'] == [{'boolean': 'httpd_can_network_connect', 'previous': previous, 'new': 'off',
+                                          'changed': changed}]
 
 
 def test_selinux_fcontexts_deleted_and_relabelled():
@@ -343,9 +388,9 @@ def test_selinux_fcontexts_deleted_and_relabelled():
     assert host.calls == [
         ['/usr/sbin/selinuxenabled'],
         [SEMANAGE, 'fcontext', '--list', '--locallist'],
-        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_content_t', '--', MODELS],
+        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_content_t', '--ftype', 'a', '--', MODELS],
         ['/usr/sbin/restorecon', '-R', '--', '/srv/models'],
-        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_rw_content_t', '--', '/srv/cache(/.*)?'],
+        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_rw_content_t', '--ftype', 'a', '--', '/srv/cache(/.*)?'],
     ]
     assert [(i['target'], i['setype'], i['previous'], i['changed']) for i in steps['selinux']['items']] == [
         (MODELS, 'httpd_sys_content_t', 'present', True),
@@ -354,6 +399,40 @@ def test_selinux_fcontexts_deleted_and_relabelled():
         (MODELS, 'container_file_t', 'absent', False),
     ]
     assert host.fcontexts == {} and host.relabelled == ['/srv/models']
+
+
+def test_fcontext_of_one_file_type_is_deleted_with_its_ftype():
+    # A rule for directories only ("directory" in the listing) is deleted with --ftype d; the "all files"
+    # rule of another target, and a rule asked for with the wrong file type, are left alone.
+    host = FakePolicyHost(selinux='enforcing', fcontexts={'/srv/models': ('httpd_sys_content_t', 'd'),
+                                                          '/srv/cache': ('httpd_sys_content_t', 'a')})
+    result, failure, steps = run(host, selinux_fcontexts=[
+        {'target': '/srv/models', 'setype': 'httpd_sys_content_t', 'ftype': 'd', 'path': '/srv/models'},
+        {'target': '/srv/cache', 'setype': 'httpd_sys_content_t', 'ftype': 'f'},
+    ])
+    assert failure is None and result['changed']
+    assert host.mutations == [
+        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_content_t', '--ftype', 'd', '--', '/srv/models'],
+        ['/usr/sbin/restorecon', '-R', '--', '/srv/models'],
+    ]
+    assert steps['selinux']['items'] == [
+        {'target': '/srv/models', 'ftype': 'd', 'setype': 'httpd_sys_content_t', 'previous': 'present', 'new': 'absent',
+         'changed': True},
+        {'target': '/srv/cache', 'ftype': 'f', 'setype': 'httpd_sys_content_t', 'previous': 'absent', 'new': 'absent',
+         'changed': False},
+    ]
+    assert host.fcontexts == {'/srv/cache': ('httpd_sys_content_t', 'a')}
+
+
+@pytest.mark.parametrize('ftype,words', sorted(_policy.FCONTEXT_FTYPES.items()))
+def test_fcontext_listing_file_type_words(ftype, words):
+    # seobject.py prints the file type in words (file_type_str_to_option), padded to 18 characters.
+    listing = '%-50s %-18s system_u:object_r:httpd_sys_content_t:s0 \n' % ('/srv/models(/.*)?', words)
+    item = {'target': MODELS, 'setype': 'httpd_sys_content_t', 'ftype': ftype}
+    assert _policy.fcontext_listed(listing, item)
+    others = [other for other in _policy.FCONTEXT_FTYPES if other != ftype]
+    assert not any(_policy.fcontext_listed(listing, dict(item, ftype=other)) for other in others)
+    assert not _policy.fcontext_listed(listing, dict(item, setype='container_file_t'))
 
 
 def test_fcontext_listing_line_as_semanage_prints_it():
@@ -389,7 +468,8 @@ def test_selinux_mode_when_asked(selinux_config, current, mode, calls, config):
     assert failure is None and result['changed'] is (config is not None)
     assert host.calls == [['/usr/sbin/selinuxenabled'], ['/usr/sbin/getenforce']] + calls
     step = steps['selinux']
-    assert step['items'] == [{'mode': mode, 'previous': current, 'changed': config is not None}]
+    assert step['items'] == [{'mode': mode, 'previous': current, 'new': mode if config else current,
+                              'changed': config is not None}]
     assert step['status'] == ('done' if config else 'unchanged')
     assert step['reason'] == 'requested: SELinux mode %s for the whole host' % mode
     if config is None:
@@ -425,7 +505,8 @@ def test_semanage_missing_fails_the_step_and_says_what_to_install():
     host = FakePolicyHost(selinux='enforcing')
     result, failure, steps = run(host, bins=without('semanage'), selinux_ports=[{'port': '8000', 'setype': 'http_port_t'}])
     assert not result['ok'] and steps['selinux']['status'] == 'failed'
-    assert 'semanage not found (policycoreutils-python-utils)' in failure
+    assert failure == ('selinux: semanage not found; SELinux labels cannot be removed. '
+                       'What to do: install policycoreutils-python-utils')
     assert host.calls == [['/usr/sbin/selinuxenabled']]
 
 
@@ -473,7 +554,7 @@ def test_firewalld_error_is_not_read_as_closed():
     result, failure, steps = run(host, firewall_ports=['8000/tcp'], firewall_zone='pubic')
     assert not result['ok'] and steps['firewall']['status'] == 'failed'
     assert failure == ('firewall: /usr/bin/firewall-cmd --zone pubic --query-port 8000/tcp failed (rc 112): '
-                       'Error: INVALID_ZONE: pubic')
+                       'Error: INVALID_ZONE: pubic. What to do: list the zones with firewall-cmd --get-zones')
     assert host.mutations == []
 
 
@@ -489,19 +570,212 @@ def test_ufw_present_rules_deleted_absent_unchanged():
     ]
     step = steps['firewall']
     assert step['status'] == 'done' and step['reason'] == 'ufw'
-    assert step['items'] == [{'port': '8000/tcp', 'previous': 'allowed', 'changed': True},
-                             {'port': '9000/tcp', 'previous': 'absent', 'changed': False}]
+    assert step['items'] == [
+        {'port': '8000/tcp', 'rule': 'allow 8000/tcp', 'previous': 'allowed', 'new': 'absent', 'changed': True},
+        {'port': '9000/tcp', 'rule': None, 'previous': 'absent', 'new': 'absent', 'changed': False},
+    ]
     assert host.ufw == ['allow 22/tcp']
 
 
-def test_ufw_show_added_as_ufw_prints_it():
-    added = "Added user rules (see 'ufw status' for running firewall):\nufw allow 8000/tcp\n"
-    host = FakePolicyHost(ufw=[], fail={('ufw', 'status'): (0, 'Status: active\n', ''), ('ufw', 'show', 'added'): (0, added, ''),
-                                        ('ufw', 'delete'): (0, 'Rule deleted\nRule deleted (v6)\n', '')})
-    dummy, failure, steps = run(host, bins=without('firewall-cmd'), firewall_ports=['8000/tcp', '8000/udp', '8000'])
-    assert failure is None
-    assert [i['previous'] for i in steps['firewall']['items']] == ['allowed', 'absent', 'absent']
+def test_ufw_rule_with_a_comment_is_matched_and_kept_in_the_record():
+    host = FakePolicyHost(ufw=["allow 8000/tcp comment 'model-server llama'", "allow 5353/udp comment 'mdns'"])
+    result, failure, steps = run(host, bins=without('firewall-cmd'), firewall_ports=['8000/tcp'])
+    assert failure is None and result['changed']
     assert host.mutations == [[UFW, 'delete', 'allow', '8000/tcp']]
+    assert steps['firewall']['items'] == [{'port': '8000/tcp', 'rule': "allow 8000/tcp comment 'model-server llama'",
+                                           'previous': 'allowed', 'new': 'absent', 'changed': True}]
+    assert host.ufw == ["allow 5353/udp comment 'mdns'"]
+
+
+def test_ufw_range_is_written_as_ufw_writes_it():
+    host = FakePolicyHost(ufw=['allow 9000:9010/tcp'])
+    dummy, failure, steps = run(host, bins=without('firewall-cmd'), firewall_ports=['9000-9010/tcp', '8000-8000/tcp'])
+    assert failure is None and host.ufw == []
+    assert host.mutations == [[UFW, 'delete', 'allow', '9000:9010/tcp']]
+    rules = [(i['port'], i['rule']) for i in steps['firewall']['items']]
+    assert rules == [('9000-9010/tcp', 'allow 9000:9010/tcp'), ('8000-8000/tcp', None)]
+
+
+@pytest.mark.parametrize('port,spec', [('8000', '8000'), ('8000/tcp', '8000/tcp'), ('9000-9010/udp', '9000:9010/udp'),
+                                       ('8000-8000/tcp', '8000/tcp'), ('1-65535/tcp', '1:65535/tcp')])
+def test_ufw_port(port, spec):
+    assert _policy.ufw_port(port) == spec
+
+
+# --- ufw and firewalld: their real answers (fixtures *_capture.txt) -------------------------------
+
+def test_ufw_show_added_capture_is_parsed_with_comments():
+    argv, rc, out, err = capture(UFW_CAPTURE)['show-added']
+    assert argv == ['ufw', 'show', 'added'] and rc == 0 and err == ''
+    assert _policy.ufw_added(out) == {
+        'allow 22/tcp': 'allow 22/tcp',
+        'allow 8000/tcp': "allow 8000/tcp comment 'model-server llama'",
+        'allow 9000:9010/tcp': 'allow 9000:9010/tcp',
+        # added as "ufw allow in 8443/tcp": in is the default direction, and not printed
+        'allow 8443/tcp': 'allow 8443/tcp',
+        'allow 7000': 'allow 7000',
+        'deny 6000/tcp': 'deny 6000/tcp',
+        'allow from 10.0.0.0/8 to any port 8001 proto tcp': 'allow from 10.0.0.0/8 to any port 8001 proto tcp',
+        'allow 5353/udp': "allow 5353/udp comment 'mdns'",
+    }
+    assert _policy.ufw_added(answer(UFW_CAPTURE, 'show-added-none')[1]) == {}
+
+
+def ufw_replay(conf_label=None, **labels):
+    """C((run_command, calls)) answering C(ufw status) and C(ufw show added) from the ufw capture."""
+    sections = capture(UFW_CAPTURE)
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        key = {('status',): 'status', ('show', 'added'): 'show-added'}.get(tuple(argv[1:]))
+        if key is None or key not in labels:
+            raise AssertionError('unexpected %r' % (argv,))
+        return sections[labels[key]][1:]
+    return run_command, calls
+
+
+@pytest.mark.parametrize('conf,status,ports,previous', [
+    (None, 'status-active', ['8000/tcp', '9000-9010/tcp', '7000', '7000/tcp', '6000/tcp', '8001/tcp', '5353/udp', '5353'],
+     ['allowed', 'allowed', 'allowed', 'absent', 'absent', 'absent', 'allowed', 'absent']),
+    ('conf-enabled', 'status-active', ['8000/tcp'], ['allowed']),
+])
+def test_ufw_active_read_from_the_captures(tmp_path, monkeypatch, conf, status, ports, previous):
+    if conf:
+        path = tmp_path / 'ufw.conf'
+        path.write_text(answer(UFW_CAPTURE, conf)[1])
+        monkeypatch.setattr(_policy, 'UFW_CONF', str(path))
+    run_command, calls = ufw_replay(status=status, **{'show-added': 'show-added'})
+    result, failure = PolicyTakeBack(run_command, without('firewall-cmd').get, check_mode=True).run(
+        params(firewall_ports=ports))
+    assert failure is None and result['changed']
+    step = result['steps'][1]
+    assert step['reason'] == 'ufw' and [i['previous'] for i in step['items']] == previous
+    assert calls == [[UFW, 'status'], [UFW, 'show', 'added']]
+    assert [[os.path.basename(c[0])] + c[1:] for c in calls] == [capture(UFW_CAPTURE)[label][0] for label in (status, 'show-added')]
+
+
+def test_ufw_disabled_in_its_conf_is_skipped_without_running_ufw(tmp_path, monkeypatch):
+    # Without CAP_NET_ADMIN (a container), `ufw status` fails even as root, even when ufw is disabled; ufw.conf
+    # says ENABLED=no, which is what "Status: inactive" means, and reading it needs neither.
+    sections = capture(UFW_CAPTURE)
+    assert sections['status-no-net-admin'][1] == 1 and 'Permission denied' in sections['status-no-net-admin'][3]
+    path = tmp_path / 'ufw.conf'
+    path.write_text(sections['conf-no-net-admin'][2])
+    monkeypatch.setattr(_policy, 'UFW_CONF', str(path))
+    run_command, calls = ufw_replay()
+    result, failure = PolicyTakeBack(run_command, without('firewall-cmd').get).run(params(firewall_ports=['8000/tcp']))
+    assert failure is None and not result['changed'] and calls == []
+    assert result['steps'][1]['status'] == 'skipped'
+    assert result['steps'][1]['reason'] == 'neither firewalld nor ufw is active on this host'
+
+
+@pytest.mark.parametrize('status', ['status-not-root', 'status-no-net-admin'])
+def test_ufw_status_that_fails_is_not_read_as_inactive(tmp_path, monkeypatch, status):
+    path = tmp_path / 'ufw.conf'
+    path.write_text(answer(UFW_CAPTURE, 'conf-enabled')[1])
+    monkeypatch.setattr(_policy, 'UFW_CONF', str(path))
+    run_command, calls = ufw_replay(status=status)
+    result, failure = PolicyTakeBack(run_command, without('firewall-cmd').get).run(params(firewall_ports=['8000/tcp']))
+    cause = answer(UFW_CAPTURE, status)[2].strip()
+    assert failure == 'firewall: /usr/sbin/ufw status failed (rc 1): %s. %s' % (cause, AS_ROOT)
+    assert not result['ok'] and result['steps'][1]['status'] == 'failed' and calls == [[UFW, 'status']]
+
+
+def test_ufw_without_a_conf_runs_status_and_its_failure_counts(tmp_path):
+    # No ufw.conf to read (the autouse fixture): `ufw status` decides, and "You need to be root" fails the step.
+    run_command, calls = ufw_replay(status='status-not-root')
+    dummy, failure = PolicyTakeBack(run_command, without('firewall-cmd').get).run(params(firewall_ports=['8000/tcp']))
+    assert failure == ('firewall: /usr/sbin/ufw status failed (rc 1): ERROR: You need to be root to run this script. '
+                       + AS_ROOT)
+
+
+@pytest.mark.parametrize('label,enabled', [('conf', False), ('conf-enabled', True)])
+def test_ufw_conf_enabled_capture(label, enabled):
+    assert _policy.ufw_conf_enabled(answer(UFW_CAPTURE, label)[1]) is enabled
+
+
+@pytest.mark.parametrize('text,enabled', [('ENABLED="yes"\n', True), ("ENABLED='no'\n", False), (' ENABLED=YES\n', True),
+                                          ('# ENABLED=yes\nLOGLEVEL=low\n', None), ('', None)])
+def test_ufw_conf_enabled_forms(text, enabled):
+    assert _policy.ufw_conf_enabled(text) is enabled
+
+
+def test_ufw_inactive_status_capture():
+    argv, rc, out, err = capture(UFW_CAPTURE)['status-inactive']
+    run_command, calls = ufw_replay(status='status-inactive')
+    result, failure = PolicyTakeBack(run_command, without('firewall-cmd').get).run(params(firewall_ports=['8000/tcp']))
+    assert (rc, out) == (0, 'Status: inactive\n') and failure is None
+    assert result['steps'][1]['reason'] == 'neither firewalld nor ufw is active on this host'
+
+
+def firewalld_replay(**state):
+    """C((run_command, calls)): firewall-cmd answering from the firewalld capture; C(state) maps C(--state) and each
+    query (C(runtime), C(permanent)) to a section label."""
+    sections = capture(FIREWALLD_CAPTURE)
+    calls = []
+
+    def run_command(argv):
+        calls.append(argv)
+        args = argv[1:]
+        if args == ['--state']:
+            return sections[state['state']][1:]
+        if '--query-port' in args:
+            return sections[state['permanent' if args[0] == '--permanent' else 'runtime']][1:]
+        if '--remove-port' in args:
+            return sections['remove-open-permanent' if args[0] == '--permanent' else 'remove-open'][1:]
+        raise AssertionError('unexpected %r' % (argv,))
+    return run_command, calls
+
+
+def test_firewalld_capture_open_in_both_then_removed():
+    run_command, calls = firewalld_replay(state='state', runtime='query-open', permanent='query-open-permanent')
+    result, failure = PolicyTakeBack(run_command, BINS.get).run(params(firewall_ports=['8000/tcp']))
+    assert failure is None and result['changed']
+    assert calls[-1] == [FIREWALL_CMD, '--permanent', '--zone', 'public', '--remove-port', '8000/tcp']
+    assert [(i['permanent'], i['previous'], i['new']) for i in result['steps'][1]['items']] == [
+        (False, 'open', 'closed'), (True, 'open', 'closed')]
+    # The argv that was captured is the argv run here.
+    sections = capture(FIREWALLD_CAPTURE)
+    assert [[os.path.basename(c[0])] + c[1:] for c in calls] == [
+        sections[label][0] for label in ('state', 'query-open', 'remove-open', 'query-open-permanent', 'remove-open-permanent')]
+
+
+def test_firewalld_capture_closed_is_unchanged():
+    run_command, calls = firewalld_replay(state='state', runtime='query-closed', permanent='query-after')
+    result, failure = PolicyTakeBack(run_command, BINS.get).run(params(firewall_ports=['9000-9010/udp']))
+    assert failure is None and not result['changed'] and result['steps'][1]['status'] == 'unchanged'
+    assert all('--remove-port' not in c for c in calls)
+
+
+@pytest.mark.parametrize('runtime,words', [
+    ('query-invalid-zone', 'failed (rc 112): Error: INVALID_ZONE: pubic. What to do: list the zones with firewall-cmd --get-zones'),
+    ('query-invalid-port', 'failed (rc 102): Error: INVALID_PORT: 99999'),
+    ('query-invalid-protocol', "failed (rc 103): Error: INVALID_PROTOCOL: 'icmp' not in {'tcp'|'udp'|'sctp'|'dccp'}"),
+    ('query-not-root', 'failed (rc 253): Authorization failed.\n    Make sure polkit agent is running or run the application '
+                       'as superuser'),
+    ('query-stopped', 'failed (rc 252): FirewallD is not running'),
+])
+def test_firewalld_capture_errors_are_not_read_as_closed(runtime, words):
+    run_command, calls = firewalld_replay(state='state', runtime=runtime, permanent=runtime)
+    result, failure = PolicyTakeBack(run_command, BINS.get).run(params(firewall_ports=['8000/tcp']))
+    assert not result['ok'] and words in failure and not result['changed']
+    assert calls == [[FIREWALL_CMD, '--state'], [FIREWALL_CMD, '--zone', 'public', '--query-port', '8000/tcp']]
+
+
+def test_firewalld_stopped_falls_back_to_ufw():
+    run_command, calls = firewalld_replay(state='state-stopped')
+    result, failure = PolicyTakeBack(run_command, without('ufw').get).run(params(firewall_ports=['8000/tcp']))
+    assert failure is None and result['steps'][1]['reason'] == 'neither firewalld nor ufw is active on this host'
+    assert calls == [[FIREWALL_CMD, '--state']]
+
+
+def test_firewalld_state_not_root_fails_with_its_cause():
+    run_command, calls = firewalld_replay(state='state-not-root')
+    result, failure = PolicyTakeBack(run_command, BINS.get).run(params(firewall_ports=['8000/tcp']))
+    assert failure == ('firewall: /usr/bin/firewall-cmd --state failed (rc 253): Authorization failed.\n'
+                       '    Make sure polkit agent is running or run the application as superuser. ' + AS_ROOT)
+    assert calls == [[FIREWALL_CMD, '--state']]
 
 
 # --- units -------------------------------------------------------------------------------------------
@@ -518,9 +792,9 @@ def test_mask_units_records_the_previous_state():
         show + ['model-timer.timer'], [SYSTEMCTL, 'mask', '--', 'model-timer.timer'],
     ]
     assert steps['units']['items'] == [
-        {'unit': UNIT, 'previous': 'enabled', 'changed': True},
-        {'unit': 'model-sidecar.service', 'previous': 'masked', 'changed': False},
-        {'unit': 'model-timer.timer', 'previous': 'static', 'changed': True},
+        {'unit': UNIT, 'previous': 'enabled', 'new': 'masked', 'changed': True},
+        {'unit': 'model-sidecar.service', 'previous': 'masked', 'new': 'masked', 'changed': False},
+        {'unit': 'model-timer.timer', 'previous': 'static', 'new': 'masked', 'changed': True},
     ]
     assert steps['units']['status'] == 'done'
 
@@ -529,7 +803,7 @@ def test_not_found_unit_records_its_load_state():
     host = FakePolicyHost()
     dummy, failure, steps = run(host, mask_units=['gone.service'])
     assert failure is None
-    assert steps['units']['items'] == [{'unit': 'gone.service', 'previous': 'not-found', 'changed': True}]
+    assert steps['units']['items'] == [{'unit': 'gone.service', 'previous': 'not-found', 'new': 'masked', 'changed': True}]
 
 
 def test_dropin_removed_with_its_content_kept_then_reload(tmp_path):
@@ -542,8 +816,8 @@ def test_dropin_removed_with_its_content_kept_then_reload(tmp_path):
     result, failure, steps = run(host, remove_dropins=[str(dropin), missing])
     assert failure is None and result['changed']
     assert not dropin.exists()
-    assert steps['units']['items'] == [{'path': str(dropin), 'changed': True, 'previous': content},
-                                       {'path': missing, 'changed': False, 'previous': None}]
+    assert steps['units']['items'] == [{'path': str(dropin), 'changed': True, 'previous': content, 'new': None},
+                                       {'path': missing, 'changed': False, 'previous': None, 'new': None}]
     assert host.calls == [[SYSTEMCTL, 'daemon-reload']]
 
 
@@ -615,7 +889,7 @@ def test_everything_then_a_second_run_changes_nothing(tmp_path):
     assert host.mutations == [
         [SEMANAGE, 'port', '--delete', '--type', 'http_port_t', '--proto', 'tcp', '8000'],
         ['/usr/sbin/setsebool', '-P', 'httpd_can_network_connect', 'off'],
-        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_content_t', '--', MODELS],
+        [SEMANAGE, 'fcontext', '--delete', '--type', 'httpd_sys_content_t', '--ftype', 'a', '--', MODELS],
         ['/usr/sbin/restorecon', '-R', '--', '/srv/models'],
         [FIREWALL_CMD, '--zone', 'public', '--remove-port', '8000/tcp'],
         [FIREWALL_CMD, '--permanent', '--zone', 'public', '--remove-port', '8000/tcp'],
@@ -628,13 +902,13 @@ def test_everything_then_a_second_run_changes_nothing(tmp_path):
     assert failure is None and result['ok'] and not result['changed']
     assert host.mutations == []
     assert all(s['status'] == 'unchanged' for s in result['steps'])
-    assert steps['units']['items'] == [{'unit': UNIT, 'previous': 'masked', 'changed': False},
-                                       {'path': str(dropin), 'changed': False, 'previous': None}]
+    assert steps['units']['items'] == [{'unit': UNIT, 'previous': 'masked', 'new': 'masked', 'changed': False},
+                                       {'path': str(dropin), 'changed': False, 'previous': None, 'new': None}]
 
 
 @pytest.mark.parametrize('fail,answer,step,message', [
     (('semanage', 'fcontext', '--delete'), (1, '', 'ValueError: File context for %s is defined in policy, cannot be deleted\n' % MODELS),
-     'selinux', '/usr/sbin/semanage fcontext --delete --type httpd_sys_content_t -- %s failed (rc 1): '
+     'selinux', '/usr/sbin/semanage fcontext --delete --type httpd_sys_content_t --ftype a -- %s failed (rc 1): '
      'ValueError: File context for %s is defined in policy, cannot be deleted' % (MODELS, MODELS)),
     (('setsebool',), (1, '', 'Could not change active booleans: Permission denied\n'),
      'selinux', '/usr/sbin/setsebool -P httpd_can_network_connect off failed (rc 1): '
@@ -676,8 +950,10 @@ def problems(**options):
 
 def test_check_params_accepts_the_usual_names():
     assert problems(mask_units=['model-server@llama.service', 'vllm.service', 'a:b.mount'],
-                    firewall_ports=['8000', '8000/tcp', '9000-9010/udp', '5000/sctp', '1/dccp'],
-                    selinux_ports=[{'port': '8000', 'setype': 'http_port_t'}, {'port': '8000-8010', 'setype': 'http_port_t'}],
+                    firewall_ports=['8000', '8000/tcp', '9000-9010/udp', '5000/sctp', '1/dccp', '65535', '1-65535/tcp',
+                                    '8000-8000/tcp'],
+                    selinux_ports=[{'port': '8000', 'setype': 'http_port_t'}, {'port': '8000-8010', 'setype': 'http_port_t'},
+                                   {'port': '65535', 'proto': 'sctp', 'setype': 'http_port_t'}],
                     selinux_booleans=[{'name': 'httpd_can_network_connect'}],
                     selinux_fcontexts=[{'target': '-x', 'setype': 'httpd_sys_content_t'}],
                     remove_dropins=['/etc/systemd/system/x.service.d/50-gpu.conf']) == []
@@ -697,12 +973,50 @@ def test_check_params_accepts_the_usual_names():
     (dict(firewall_ports=['8000:8010/tcp']), "firewall_ports: '8000:8010/tcp' is not"),
     (dict(firewall_ports=['8000/tcp ']), "firewall_ports: '8000/tcp ' is not"),
     (dict(firewall_ports=['']), "firewall_ports: '' is not"),
+    (dict(firewall_ports=['99999']), "firewall_ports: '99999' is not PORT[-PORT][/tcp|udp|sctp|dccp] with ports 1-65535"),
+    (dict(firewall_ports=['65536/tcp']), "firewall_ports: '65536/tcp' is not"),
+    (dict(firewall_ports=['0/tcp']), "firewall_ports: '0/tcp' is not"),
+    (dict(firewall_ports=['8010-8000/tcp']), "firewall_ports: '8010-8000/tcp' is not"),
+    (dict(firewall_ports=['8000-70000/tcp']), "firewall_ports: '8000-70000/tcp' is not"),
+    (dict(firewall_ports=['08000/tcp']), "firewall_ports: '08000/tcp' is not"),
+    (dict(firewall_ports=['8000/tcp\n']), "firewall_ports: '8000/tcp\\n' is not"),
+    (dict(firewall_ports=['8000/TCP']), "firewall_ports: '8000/TCP' is not"),
+    (dict(firewall_ports=['8000-/tcp']), "firewall_ports: '8000-/tcp' is not"),
+    (dict(mask_units=['x.service\n']), "mask_units: 'x.service\\n' is not a valid name"),
     (dict(selinux_ports=[{'port': '8000/tcp', 'setype': 'http_port_t'}]), "selinux_ports: port '8000/tcp' is not PORT or PORT-PORT"),
     (dict(selinux_ports=[{'port': '-1', 'setype': 'http_port_t'}]), "selinux_ports: port '-1' is not PORT or PORT-PORT"),
+    (dict(selinux_ports=[{'port': '99999', 'setype': 'http_port_t'}]), "selinux_ports: port '99999' is not PORT or PORT-PORT"),
+    (dict(selinux_ports=[{'port': '9000-8000', 'setype': 'http_port_t'}]), "selinux_ports: port '9000-8000' is not"),
     (dict(remove_dropins=['relative.conf']), "remove_dropins: 'relative.conf' is not an absolute path"),
 ])
 def test_check_params_rejects(options, words):
     found = problems(**options)
+    assert len(found) == 1 and found[0].startswith(words), found
+
+
+@pytest.mark.parametrize('zone', ['public', 'internal', 'model-zone_1', 'model-zone_17char', 'public/extra', 'a/b',
+                                  'abcdefghijklmnopq/' + 'x' * 40])
+def test_firewalld_zone_names_firewalld_accepts(zone):
+    assert problems(firewall_zone=zone) == []
+
+
+@pytest.mark.parametrize('zone,words', [
+    # firewall-cmd --new-zone refuses these (tests/unit/fixtures/firewall-cmd_1.3.3_bookworm_capture.txt)
+    ('abcdefghijklmnopqr', "firewall_zone: 'abcdefghijklmnopqr' has more than the 17 characters firewalld allows"),
+    ('abc.def', "firewall_zone: 'abc.def' is not a firewalld zone name"),
+    # firewall.core.io.zone.Zone.check_name: no / first or last, at most one
+    ('/public', "firewall_zone: '/public' is not a firewalld zone name"),
+    ('public/', "firewall_zone: 'public/' is not a firewalld zone name"),
+    ('a/b/c', "firewall_zone: 'a/b/c' is not a firewalld zone name"),
+    ('abcdefghijklmnopqr/x', "firewall_zone: 'abcdefghijklmnopqr/x' has more than the 17"),
+    # would reach firewall-cmd as an option, or as two words
+    ('--permanent', "firewall_zone: '--permanent' is not a firewalld zone name"),
+    ('my zone', "firewall_zone: 'my zone' is not a firewalld zone name"),
+    ('', "firewall_zone: '' is not a firewalld zone name"),
+    ('public\n', "firewall_zone: 'public\\n' is not a firewalld zone name"),
+])
+def test_firewalld_zone_names_refused(zone, words):
+    found = problems(firewall_zone=zone)
     assert len(found) == 1 and found[0].startswith(words), found
 
 
@@ -715,3 +1029,13 @@ def test_spec_refuses_bad_choices():
         validate(argument_spec(), {'selinux_mode': 'enforcing'}, 'policy')
     with pytest.raises(SpecError, match='proto'):
         validate(argument_spec(), {'selinux_ports': [{'port': '80', 'proto': 'icmp', 'setype': 'http_port_t'}]}, 'policy')
+    with pytest.raises(SpecError, match='ftype'):
+        validate(argument_spec(), {'selinux_fcontexts': [{'target': MODELS, 'setype': 'x_t', 'ftype': 'all files'}]}, 'policy')
+
+
+def test_validated_is_spec_and_checks_together():
+    assert _policy.validated(None, 'policy')['firewall_zone'] == 'public'
+    assert _policy.validated({'selinux_fcontexts': [{'target': MODELS, 'setype': 'x_t'}]}, 'policy')['selinux_fcontexts'][0]['ftype'] == 'a'
+    with pytest.raises(SpecError) as raised:
+        _policy.validated({'firewall_ports': ['99999'], 'firewall_zone': 'a.b'}, 'policy')
+    assert str(raised.value).startswith("policy: firewall_ports: '99999' is not") and "firewall_zone: 'a.b'" in str(raised.value)

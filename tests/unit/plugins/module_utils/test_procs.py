@@ -211,3 +211,14 @@ def test_real_cgroup_finds_survivor_after_main_process_exits():
             os.rmdir(os.path.dirname(cgdir))
         except OSError:
             pass
+
+
+def test_check_units_unknown_is_never_empty(tmp_path):
+    result, failure = _procs.check_units(['model-server@llama'], True, proc_root=str(tmp_path / 'no-proc'))
+    assert result == {'changed': False, 'units': [], 'empty': None, 'count': None}
+    assert failure.startswith('cannot list the processes in %s' % (tmp_path / 'no-proc'))
+    assert _procs.list_pids(str(tmp_path / 'no-proc')) == []
+    with pytest.raises(OSError):
+        _procs.list_pids(str(tmp_path / 'no-proc'), strict=True)
+    result, failure = _procs.check_units(['a\x00b'], False, proc_root=str(tmp_path))
+    assert failure.startswith("units[0] ('a\\x00b') contains a NUL byte") and result['empty'] is None

@@ -8,7 +8,15 @@ import copy
 
 import pytest
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite, validate
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import (
+    MAX_SECONDS,
+    SpecError,
+    finite,
+    guard_scalar_dicts,
+    number_problems,
+    seconds_problem,
+    validate,
+)
 
 SPEC = dict(
     url=dict(type='str', required=True),
@@ -110,3 +118,81 @@ def test_nested_options_validated_too():
 ])
 def test_finite(value, expected):
     assert finite(value) is expected
+
+
+# --- numbers: NaN, infinities, negatives and absurd durations ------------------------------------
+
+@pytest.mark.parametrize('value, kwargs, problem', [
+    (5, {}, None),
+    (0, {}, None),
+    (None, {}, None),
+    (None, {'allow_none': False}, 'timeout must be a finite number of seconds, got None'),
+    (float('nan'), {}, 'timeout must be a finite number of seconds, got nan'),
+    (float('-inf'), {}, 'timeout must be a finite number of seconds, got -inf'),
+    (True, {}, 'timeout must be a finite number of seconds, got True'),
+    (-1, {}, 'timeout must be at least 0.0 seconds, got -1'),
+    (0, {'above': True}, 'timeout must be more than 0.0 seconds, got 0'),
+    (0.05, {'minimum': 0.1}, 'timeout must be at least 0.1 seconds, got 0.05'),
+    (MAX_SECONDS, {}, None),
+    (1e300, {}, 'timeout must be at most 604800 seconds (7 days), got 1e+300'),
+])
+def test_seconds_problem(value, kwargs, problem):
+    assert seconds_problem('timeout', value, **kwargs) == problem
+
+
+NESTED = dict(
+    retries=dict(type='int'),
+    haproxy=dict(type='dict', options=dict(timeout=dict(type='float'), port=dict(type='int'), socket=dict(type='path'))),
+    metrics=dict(type='list', elements='dict', options=dict(weight=dict(type='float'))),
+)
+
+
+def test_number_problems_walks_nested_options():
+    params = {'retries': -1, 'haproxy': {'timeout': float('nan'), 'port': 80, 'socket': None},
+              'metrics': [{'weight': 1.0}, {'weight': float('inf')}]}
+    assert number_problems(NESTED, params, 'members[0].') == [
+        'members[0].retries must not be negative, got -1',
+        'members[0].haproxy.timeout must be a finite number, got nan',
+        'members[0].metrics[1].weight must be a finite number, got inf',
+    ]
+
+
+def test_number_problems_applies_duration_rules():
+    rules = {'haproxy.timeout': dict(minimum=0.0, above=True)}
+    assert number_problems(NESTED, {'haproxy': {'timeout': 0.0}}, seconds=rules) == [
+        'haproxy.timeout must be more than 0.0 seconds, got 0.0']
+    assert number_problems(NESTED, {'haproxy': {'timeout': 1e300}}, seconds=rules) == [
+        'haproxy.timeout must be at most 604800 seconds (7 days), got 1e+300']
+    assert number_problems(NESTED, {'haproxy': None, 'retries': 3}) == []
+
+
+# --- a scalar where nested options are expected (ansible-core would raise a TypeError) -------------
+
+SUBSPEC = dict(
+    haproxy=dict(type='dict', options=dict(socket=dict(type='path'), timeout=dict(type='float')),
+                 required_one_of=[('socket',)]),
+    metrics=dict(type='dict', options=dict(url=dict(type='str'), metrics=dict(type='list', elements='dict', options=dict(
+        name=dict(type='str'))))),
+)
+
+
+@pytest.mark.parametrize('value, words', [
+    ({'haproxy': 0}, "argument 'haproxy' is of type int and we were unable to convert to dict"),
+    ({'haproxy': True}, "argument 'haproxy' is of type bool and we were unable to convert to dict"),
+    ({'haproxy': 1.5}, "argument 'haproxy' is of type float and we were unable to convert to dict"),
+    ({'metrics': {'url': 'u', 'metrics': [0]}}, 'metrics'),
+])
+def test_scalar_for_nested_options_is_a_spec_error(value, words):
+    with pytest.raises(SpecError) as err:
+        validate(SUBSPEC, value, 'drain')
+    assert str(err.value).startswith('drain: ') and words in str(err.value)
+
+
+def test_guard_keeps_the_spec_when_nothing_is_scalar():
+    params = {'haproxy': {'socket': '/s'}, 'metrics': {'url': 'u', 'metrics': [{'name': 'x'}]}}
+    assert guard_scalar_dicts(SUBSPEC, params) is SUBSPEC
+    guarded = guard_scalar_dicts(SUBSPEC, {'haproxy': 0})
+    assert 'options' not in guarded['haproxy'] and 'required_one_of' not in guarded['haproxy']
+    assert guarded['metrics'] is SUBSPEC['metrics'] and 'options' in SUBSPEC['haproxy']   # the input is not modified
+    nested = guard_scalar_dicts(SUBSPEC, {'metrics': {'metrics': [{'name': 'x'}, 7]}})
+    assert 'options' not in nested['metrics']['options']['metrics'] and 'options' in SUBSPEC['metrics']['options']['metrics']

@@ -181,11 +181,11 @@ def test_systemctl_wrapper_builds_argv_lists():
     ctl.disable('a.service', runtime=True)
     ctl.mask('a.service')
     ctl.daemon_reload()
-    assert calls[0][:3] == ['/bin/systemctl', 'show', 'apache2.service']
-    assert calls[0][3] == '--no-pager' and calls[0][4].startswith('--property=Id,LoadState,ActiveState')
-    assert calls[1:] == [['/bin/systemctl', 'stop', 'model-server@a.service'],
-                         ['/bin/systemctl', 'disable', '--runtime', 'a.service'],
-                         ['/bin/systemctl', 'mask', 'a.service'],
+    assert calls[0][:3] == ['/bin/systemctl', 'show', '--no-pager']
+    assert calls[0][3].startswith('--property=Id,LoadState,ActiveState') and calls[0][4:] == ['--', 'apache2.service']
+    assert calls[1:] == [['/bin/systemctl', 'stop', '--', 'model-server@a.service'],
+                         ['/bin/systemctl', 'disable', '--runtime', '--', 'a.service'],
+                         ['/bin/systemctl', 'mask', '--', 'a.service'],
                          ['/bin/systemctl', 'daemon-reload']]
 
 
@@ -213,3 +213,92 @@ def test_dropin_written_0644_and_removed(tmp_path):
 
 def test_dropin_name_sorts_after_ordinary_dropins():
     assert sorted(['override.conf', '50-limits.conf', _systemd.DROPIN_NAME, 'timeout.conf'])[-1] == _systemd.DROPIN_NAME
+
+
+# --- Result=timeout read together with ExecMainCode/ExecMainStatus ----------------------------------
+# The states are the real captures with only the properties named replaced (a unit timing out cannot be
+# produced on the dev machine, where systemd is not PID 1).
+
+def timed_out(text, **changes):
+    return _systemd.parse_show_one(with_props(text, ActiveState='failed', SubState='failed', Result='timeout', **changes))
+
+
+def test_timeout_with_sigkill_is_timeout_killed():
+    props = timed_out(APACHE, ExecMainCode='2', ExecMainStatus='9', MainPID='0')
+    assert _systemd.classify(props) == 'timeout_killed'
+    assert _systemd.explain(props, stopped=True) == (
+        'did not exit within its stop timeout and was killed with SIGKILL (Result=timeout, killed by SIGKILL)')
+    assert _systemd.explain(props).startswith('did not exit within its start or stop timeout and was killed with SIGKILL')
+
+
+def test_timeout_whose_main_process_exited_0_is_not_explained_as_sigkill():
+    # The real oneshot capture says ExecMainCode=1 ExecMainStatus=0 (exited with status 0); only Result is replaced.
+    props = _systemd.parse_show_one(with_props(ONESHOT, Result='timeout'))
+    assert (props['ExecMainCode'], props['ExecMainStatus']) == ('1', '0')
+    assert _systemd.classify(props) == 'timeout'
+    text = _systemd.explain(props)
+    assert text.startswith('ran past a start or stop timeout (Result=timeout), but its main process exited with status 0 '
+                           'on its own, not killed with SIGKILL: ')
+    assert 'ExecStop=' in text and 'was killed with SIGKILL' not in text
+
+
+@pytest.mark.parametrize('code,status,cls,words', [
+    ('1', '0', 'timeout', ['exited with status 0 on its own', 'not killed with SIGKILL']),
+    ('1', '3', 'timeout', ['exited with status 3 on its own']),
+    ('2', '15', 'timeout', ['was killed by SIGTERM', 'TimeoutStartSec=', 'not killed with SIGKILL']),
+    ('3', '6', 'timeout', ['dumped core on SIGABRT', 'TimeoutStopFailureMode=abort']),
+    ('0', '0', 'timeout', ['no exit of its main process is recorded (ExecMainCode=0)', 'before the main process ran']),
+    ('2', '9', 'timeout_killed', ['was killed with SIGKILL']),
+])
+def test_timeout_classified_from_exec_main_code_and_status(code, status, cls, words):
+    props = timed_out(APACHE, ExecMainCode=code, ExecMainStatus=status, MainPID='0')
+    assert _systemd.classify(props) == cls
+    text = _systemd.explain(props)
+    for word in words:
+        assert word in text
+
+
+def test_explain_other_results_names_result_and_exit():
+    assert _systemd.explain(_systemd.parse_show_one(REDIS)) == 'ended with Result=exit-code (exited with status 0)'
+    assert 'timeout' in _systemd.CLASSIFICATIONS
+
+
+# --- unit names, argv and time spans that must never reach systemctl --------------------------------
+
+@pytest.mark.parametrize('name,words', [
+    ('model\x00.service', 'contains a NUL byte'),
+    ('model\n.service', "the control character '\\n'"),
+    ('../../etc/evil.service', "contains '/'"),
+    ('', 'is empty'),
+    (7, 'is not a string'),
+])
+def test_unit_name_problem(name, words):
+    assert words in _systemd.unit_name_problem(name)
+
+
+@pytest.mark.parametrize('name', ['model-server@llama.service', '-.mount', '--now', 'dev-sda1.device', 'a\\x2db.service'])
+def test_unit_names_that_are_fine(name):
+    assert _systemd.unit_name_problem(name) is None
+
+
+@pytest.mark.parametrize('unit', ['--now', '-.mount', 'model-server@llama.service'])
+def test_every_argv_has_the_unit_after_double_dash(unit):
+    calls = []
+
+    def run(argv):
+        calls.append(argv)
+        return 0, APACHE if argv[1] == 'show' else '', ''
+
+    ctl = _systemd.Systemctl(run, '/bin/systemctl')
+    ctl.show(unit)
+    ctl.stop(unit)
+    ctl.disable(unit)
+    ctl.mask(unit, runtime=True)
+    for argv in calls:
+        assert argv[-2:] == ['--', unit] and argv.index('--') == len(argv) - 2
+
+
+@pytest.mark.parametrize('seconds', [float('nan'), float('inf'), float('-inf'), 0.0004, 0, -1, True, '5'])
+def test_format_timespan_refuses_what_systemd_would_misread(seconds):
+    with pytest.raises(ValueError):
+        _systemd.format_timespan(seconds)

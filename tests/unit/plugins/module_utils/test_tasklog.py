@@ -132,12 +132,14 @@ def test_reference_format_pairing(tmp_path):
     assert [i['id'] for i in summary['incomplete']] == ['d', 'b']  # oldest first, not file order
     first = summary['incomplete'][0]
     assert first == {'id': 'd', 'started_ts': T0 + 0.5, 'started_at': '2024-05-01T12:00:00.750Z', 'path': path,
-                     'line': 6, 'fields': {'instance': 'gpu-07', 'model': 'demo-model'}}
+                     'line': 6, 'fields': {'instance': 'gpu-07', 'model': 'demo-model'}, 'truncated': False}
     assert summary['incomplete_count'] == 2 and not summary['truncated']
     assert (summary['started_count'], summary['completed_count'], summary['ended_count']) == (4, 1, 1)
     assert summary['unmatched_count'] == 0 and summary['malformed_lines'] == 0
     assert summary['paths'] == [{'path': path, 'exists': True, 'compressed': False, 'lines': 6, 'malformed_lines': 0,
-                                 'started': 4, 'completed': 1, 'ended': 1, 'other': 0}]
+                                 'started': 4, 'completed': 1, 'ended': 1, 'other': 0, 'bytes_read': os.path.getsize(path),
+                                 'capped': False, 'duplicate_of': None}]
+    assert summary['state'] == 'read'
     assert_balanced(summary)
     assert [s.record['id'] for s in rec.incomplete()] == ['d', 'b']
 
@@ -215,7 +217,7 @@ def test_custom_format_and_other_events(tmp_path):
                     completed_value='finished', ended_values=['cancelled', 'rejected'])
     _rec, summary = reconcile(path, log_format=fmt)
     assert summary['incomplete'] == [{'id': 'q1', 'started_ts': T0, 'started_at': '2024-05-01T12:00:00.250Z',
-                                      'path': path, 'line': 1, 'fields': {'tenant': 't1'}}]
+                                      'path': path, 'line': 1, 'fields': {'tenant': 't1'}, 'truncated': False}]
     assert (summary['started_count'], summary['completed_count'], summary['ended_count']) == (3, 1, 1)
     assert summary['other_events'] == 3 and summary['paths'][0]['other'] == 3
     assert summary['malformed_lines'] == 0
@@ -309,8 +311,10 @@ def test_missing_file(tmp_path):
     assert path in str(err.value) and 'missing_ok' in str(err.value)
     _rec, summary = reconcile(path, missing_ok=True)
     assert summary['paths'] == [{'path': path, 'exists': False, 'compressed': False, 'lines': 0, 'malformed_lines': 0,
-                                 'started': 0, 'completed': 0, 'ended': 0, 'other': 0}]
-    assert summary['incomplete_count'] == 0
+                                 'started': 0, 'completed': 0, 'ended': 0, 'other': 0, 'bytes_read': 0, 'capped': False,
+                                 'duplicate_of': None}]
+    # No task log is not "0 incomplete requests".
+    assert summary['state'] == 'no_task_log' and summary['incomplete_count'] is None
 
 
 def test_directory_is_an_error_even_with_missing_ok(tmp_path):
@@ -395,3 +399,53 @@ def test_resubmit_unreachable_endpoint(tmp_path):
 def test_resubmit_nothing_sends_nothing(endpoint):
     assert resubmit([], endpoint.url) == []
     assert endpoint.received == []
+
+
+# ------------------------------------------------------------------------------------------ bounded reading (sweep)
+
+def test_read_path_refuses_a_fifo_before_opening_it(tmp_path):
+    fifo = str(tmp_path / 'tasks.fifo')
+    os.mkfifo(fifo)
+    rec = Reconciler()
+    with pytest.raises(TaskLogError, match='is a FIFO \\(named pipe\\), not a regular file'):
+        rec.read_path(fifo)
+    assert rec.files == []
+
+
+def test_read_path_nul_byte_is_an_error(tmp_path):
+    with pytest.raises(TaskLogError, match='contains a NUL byte'):
+        Reconciler().read_path(str(tmp_path / 'a\x00b'))
+
+
+def test_caps_per_file_and_per_line(tmp_path):
+    path = write(tmp_path, 'tasks.jsonl', [started('a', T0), 'y' * 300, started('b', T0 + 1), completed('a', T0 + 2)])
+    rec, summary = reconcile(path, max_line_bytes=100)
+    assert summary['state'] == 'read' and [i['id'] for i in summary['incomplete']] == ['b']
+    assert summary['malformed_samples'][0]['reason'] == 'longer than max_line_bytes=100 bytes; skipped'
+    rec, summary = reconcile(path, max_file_bytes=60)
+    assert summary['state'] == 'capped' and summary['paths'][0]['capped'] and summary['paths'][0]['bytes_read'] <= 60
+    # A file of exactly max_file_bytes is read whole.
+    rec, summary = reconcile(path, max_file_bytes=os.path.getsize(path))
+    assert summary['state'] == 'read' and not summary['paths'][0]['capped']
+
+
+def test_same_file_by_inode_is_read_once(tmp_path):
+    path = write(tmp_path, 'tasks.jsonl', [started('a', T0)])
+    link = str(tmp_path / 'link.jsonl')
+    os.symlink(path, link)
+    rec, summary = reconcile(path, link)
+    assert summary['incomplete_count'] == 1 and summary['paths'][1]['duplicate_of'] == path
+
+
+def test_describe_cuts_id_and_fields_to_max_chars(tmp_path):
+    path = write(tmp_path, 'tasks.jsonl', [started('i' * 50, T0, a='x' * 30, b={'deep': [1, 2, 3]}, c='late')])
+    rec, summary = reconcile(path)
+    start = rec.incomplete()[0]
+    whole = rec.describe(start)
+    assert whole['id'] == 'i' * 50 and whole['fields'] == {'a': 'x' * 30, 'b': {'deep': [1, 2, 3]}, 'c': 'late'}
+    assert whole['truncated'] is False
+    cut = rec.describe(start, max_chars=40)
+    assert cut['id'] == 'i' * 40 and cut['truncated'] is True
+    assert cut['fields'] == {'a': 'x' * 30, 'b': '{"deep":'}  # 1 + 30 for a, then 9 chars left: "b" plus 8 of its JSON
+    assert rec.describe(start, max_chars=1000)['fields'] == whole['fields']
+    assert rec.describe(start, max_chars=1000)['truncated'] is False

@@ -12,7 +12,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._tasklog import 
 from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import RequeueEndpoint
 
 T0 = 1714564800.25
-RESULT_KEYS = {'changed', 'incomplete', 'incomplete_count', 'truncated', 'started_count', 'completed_count', 'ended_count',
+RESULT_KEYS = {'changed', 'state', 'incomplete', 'incomplete_count', 'truncated', 'started_count', 'completed_count', 'ended_count',
                'unmatched_count', 'started_before_since', 'other_events', 'malformed_lines', 'malformed_samples', 'paths',
                'would_resubmit', 'resubmitted'}
 

@@ -20,11 +20,12 @@ from ansible_collections.modelops.shutdown.tests.unit.plugins.modules.test_unit_
     RUNNING,
     SYSTEMCTL,
     FakeSystemd,
+    verb_units,
 )
 
 HOST = 'gpu-node-7'
 RECORD_KEYS = {'unit', 'was_active', 'stopped', 'classification', 'result', 'load_state', 'active_state', 'sub_state',
-               'unit_file_state', 'exec_main_code', 'exec_main_status', 'exec_main_pid', 'exit', 'timeout_stop_sec',
+               'unit_file_state', 'exec_main_code', 'exec_main_status', 'exec_main_pid', 'exit', 'explanation', 'timeout_stop_sec',
                'stop_seconds', 'disabled', 'masked', 'changed', 'error'}
 RESULT_KEYS = {'changed', 'units', 'failed_units', 'msg', 'diff', 'started_at', 'finished_at', 'stop_seconds'}
 
@@ -77,10 +78,10 @@ def test_argument_spec_is_the_modules_and_a_new_dict_each_time():
     spec = argument_spec()
     assert set(spec) == {'units', 'timeout_stop_sec', 'disable', 'mask', 'mask_runtime', 'fail_on'}
     assert spec['units'] == {'type': 'list', 'elements': 'str', 'required': True}
-    assert spec['fail_on']['default'] == ['timeout_killed', 'failed', 'signal']
+    assert spec['fail_on']['default'] == ['timeout_killed', 'timeout', 'failed', 'signal']
     assert spec['fail_on']['choices'] == list(_systemd.CLASSIFICATIONS)
     spec['fail_on']['default'].append('clean')
-    assert argument_spec()['fail_on']['default'] == ['timeout_killed', 'failed', 'signal']
+    assert argument_spec()['fail_on']['default'] == ['timeout_killed', 'timeout', 'failed', 'signal']
     assert set(ADVICE) == set(_systemd.CLASSIFICATIONS)
 
 
@@ -97,7 +98,7 @@ def test_clean_stop_result_keys_and_times():
     assert result['diff'] == {
         'before': {LLAMA: {'active_state': 'active', 'unit_file_state': 'enabled', 'masked': False}},
         'after': {LLAMA: {'active_state': 'inactive', 'unit_file_state': 'enabled', 'masked': False}}}
-    assert [c[:2] for c in fake.calls] == [['show', LLAMA], ['stop', LLAMA], ['show', LLAMA]]
+    assert verb_units(fake) == [('show', LLAMA), ('stop', LLAMA), ('show', LLAMA)]
 
 
 def test_whole_run_time_covers_every_unit():
@@ -113,7 +114,8 @@ def test_failure_message_is_returned_and_in_the_result():
     fake = FakeSystemd({LLAMA: (RUNNING, AFTER['timeout']), MISTRAL: (RUNNING, AFTER['clean'])})
     result, failure = stopper(fake).run(params(units=['model-server@llama', 'model-server@mistral']))
     assert failure == result['msg']
-    assert failure.startswith('unit_stop on %s: %s did not exit within its stop timeout' % (HOST, LLAMA))
+    assert failure.startswith('unit_stop on %s: %s did not exit within its stop timeout and was killed with SIGKILL '
+                              '(Result=timeout, killed by SIGKILL), so requests in flight may have been lost' % (HOST, LLAMA))
     assert result['failed_units'] == [LLAMA]
     assert [r['classification'] for r in result['units']] == ['timeout_killed', 'clean']
     assert set(result) == RESULT_KEYS
@@ -217,7 +219,7 @@ def test_systemctl_puts_a_dash_unit_after_double_dash():
                                 ['/bin/systemctl', 'disable', '--runtime', '--', '-.mount'],
                                 ['/bin/systemctl', 'mask', '--', '-.mount'],
                                 ['/bin/systemctl', 'mask', '--runtime', '--', '-.mount']]
-    assert _systemd.unit_args('a.service') == ['a.service'] and _systemd.unit_args('-.slice') == ['--', '-.slice']
+    assert _systemd.unit_args('a.service') == ['--', 'a.service'] and _systemd.unit_args('-.slice') == ['--', '-.slice']
 
 
 def test_unit_stopper_never_passes_a_dash_unit_as_an_option():
@@ -251,3 +253,26 @@ def test_check_units_result_and_message(tmp_path):
     assert _procs.check_units(['other'], True, proc_root=str(tmp_path)) == (
         {'changed': False, 'empty': True, 'count': 0, 'units': [{'unit': 'other.service', 'processes': []}]}, None)
     assert _procs.read_units([LLAMA], str(tmp_path)) == result['units'][:1]
+
+
+@pytest.mark.parametrize('options,msg', [
+    ({'timeout_stop_sec': float('nan')}, 'timeout_stop_sec must be a finite number of seconds, got nan'),
+    ({'timeout_stop_sec': float('inf')}, 'timeout_stop_sec must be a finite number of seconds, got inf'),
+    ({'timeout_stop_sec': 1e-6}, 'timeout_stop_sec must be at least 0.001 seconds (systemd reads a shorter one as 0, '
+                                 'which means no timeout), got 1e-06'),
+    ({'units': [LLAMA, 'x\x00y']}, "units[1] ('x\\x00y') contains a NUL byte, which no systemd unit name contains; give "
+                                   "systemd unit names such as model-server@llama.service"),
+    ({'units': [LLAMA, 7]}, 'units must be a list of unit names (strings), got %r' % ([LLAMA, 7],)),
+])
+def test_bad_timeouts_and_names_run_nothing_and_never_raise(options, msg):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    result, failure = stopper(fake).run(params(**options))
+    assert failure == msg == result['msg'] and fake.calls == [] and result['units'] == []
+
+
+def test_check_mode_show_has_the_unit_after_double_dash():
+    replay = CommandReplay({'show': (0, RUNNING, '')}, key=lambda argv: argv[1])
+    result, failure = UnitStopper(replay, SYSTEMCTL, check_mode=True, host=HOST).run(params(units=['--now']))
+    assert failure is None and result['units'][0]['stopped']
+    assert replay.calls == [[SYSTEMCTL, 'show', '--no-pager', '--property=%s' % ','.join(_systemd.SHOW_PROPERTIES),
+                             '--', '--now.service']]

@@ -9,11 +9,13 @@ import re
 import signal
 import subprocess
 import sys
+import time
 import types
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu
+from ansible_collections.modelops.shutdown.plugins.module_utils import _gpu_check
 from ansible_collections.modelops.shutdown.plugins.module_utils import _procs
 from ansible_collections.modelops.shutdown.plugins.modules import gpu_release_check
 from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import CommandReplay, add_proc, option_key, read_fixture
@@ -30,6 +32,10 @@ APPS_IDLE = read_fixture('nvidia-smi_query-compute-apps_csv_h100-mig_drv590.48.0
 APPS_WIN = read_fixture('nvidia-smi_query-compute-apps_csv_windows-rtx2080super_drv591.86_load_NA.csv')
 GPU_WIN = read_fixture('nvidia-smi_query-gpu_allfields_csv_windows-rtx2080super_drv591.86_load.csv')
 ROCM_MI100X6 = read_fixture('rocm-smi_json_allinfo_mi100x6_rocm5.7.1_with_pid.json')
+ROCM_PIDS = read_fixture('rocm-smi_showpids_8procs_ROC-smi-issue60.txt')
+ROCM_MI100X4 = read_fixture('rocm-smi_json_allinfo_mi100x4_rocm6.0.2.json')
+# What rocm_smi.py's showPids() prints when no KFD process runs (a literal from its source, not a capture).
+ROCM_NO_PIDS = 'No KFD PIDs currently running\n'
 SHOW_INACTIVE = read_fixture('systemctl_show_oneshot_inactive_dead_systemd249plus.txt')
 SHOW_RUNNING = read_fixture('systemctl_show_apache2_active_running_ubuntu20.04_systemd245.txt')
 NO_DRIVER = ("NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver. "
@@ -41,20 +47,30 @@ def show_with_exec_main_pid(text, pid):
 
 
 class FakeHost(CommandReplay):
-    """Replays nvidia-smi / rocm-smi / systemctl. Each query answer is a list consumed one per call
-    (the last one repeats), so a test can script a GPU that frees up after a few polls."""
+    """Replays nvidia-smi / amd-smi / rocm-smi / systemctl. Each query answer is a list consumed one per call
+    (the last one repeats), so a test can script a GPU that frees up after a few polls.
 
-    TOOL_KEYS = {'rocm-smi': 'rocm', 'systemctl': 'show'}
+    C(rocm) answers rocm-smi's JSON call, C(rocm_pids) its C(--showpids) call; C(amd_metric) and
+    C(amd_process) answer C(amd-smi metric ...) and C(amd-smi process ...)."""
 
-    def __init__(self, gpus=None, apps=None, rocm=None, show=None, listing=None):
+    TOOL_KEYS = {'systemctl': 'show'}
+
+    def __init__(self, gpus=None, apps=None, rocm=None, show=None, listing=None, rocm_pids=None, amd_metric=None,
+                 amd_process=None):
         super(FakeHost, self).__init__({'--query-gpu': list(gpus or []), '--query-compute-apps': list(apps or []),
-                                        'rocm': list(rocm or []), 'show': list(show or []), '-L': list(listing or [])},
+                                        'rocm': list(rocm or []), 'rocm-pids': list(rocm_pids or []),
+                                        'amd-metric': list(amd_metric or []), 'amd-process': list(amd_process or []),
+                                        'show': list(show or []), '-L': list(listing or [])},
                                        key=self.tool_key)
 
     def tool_key(self, argv):
         tool = os.path.basename(argv[0])
         if tool == 'nvidia-smi':
             return option_key(argv)
+        if tool == 'rocm-smi':
+            return 'rocm-pids' if argv[1:] == ['--showpids'] else 'rocm'
+        if tool == 'amd-smi':
+            return 'amd-%s' % argv[1]
         return self.TOOL_KEYS.get(tool)
 
 
@@ -62,7 +78,7 @@ class FakeHost(CommandReplay):
 def tools(tmp_path):
     """Executable stand-ins so the os.access check passes; their paths are what get_bin_path returns."""
     paths = {}
-    for name in ('nvidia-smi', 'rocm-smi'):
+    for name in ('nvidia-smi', 'rocm-smi', 'amd-smi'):
         path = tmp_path / 'bin' / name
         path.parent.mkdir(exist_ok=True)
         path.write_text('#!/bin/sh\nexit 0\n')
@@ -216,7 +232,7 @@ def test_unit_filter_cgroup_and_exec_main_pid(run, tools, isolated):
     assert failed
     assert [(h['pid'], h['unit']) for h in result['holders']] == [(21181, None), (21198, UNIT)]
     assert 'kill_orphans: true' in result['msg'] and 'What to do for PIDs 21181' in result['msg']
-    assert fake.calls[0][:3] == [SYSTEMCTL, 'show', UNIT]
+    assert fake.calls[0][:2] == [SYSTEMCTL, 'show'] and fake.calls[0][-2:] == ['--', UNIT]
 
 
 def test_unit_still_active_is_pointed_out(run, tools, isolated):
@@ -321,13 +337,15 @@ def test_kill_orphans_permission_error(monkeypatch, run, tools, isolated):
 # --- other backends --------------------------------------------------------------------------------
 
 def test_rocm_smi_backend_auto(run, tools, isolated):
-    fake = FakeHost(rocm=[(0, ROCM_MI100X6, '')])
-    failed, result = run(fake, {'timeout': 0}, {'rocm-smi': tools['rocm-smi']})
+    fake = FakeHost(rocm=[(0, ROCM_MI100X6, '')], rocm_pids=[(0, ROCM_PIDS, '')])
+    failed, result = run(fake, {'timeout': 0, 'pids': [1168514]}, {'rocm-smi': tools['rocm-smi']})
     assert result['backend'] == 'rocm-smi'
-    assert failed and len(result['gpus']) == 6
-    assert result['holders'] == [{'pid': 104225, 'name': 'mlir-cpu-runner', 'used_mib': 0, 'gpu_uuid': None,
+    assert failed and len(result['gpus']) == 6 and result['state'] == 'held'
+    assert result['holders'] == [{'pid': 1168514, 'name': 'pt_main_thread', 'used_mib': 169169, 'gpu_uuid': None,
                                   'gpu_index': None, 'unit': None}]
     assert 'an unidentified GPU' in result['msg']
+    assert [c[1:] for c in fake.calls] == [
+        ['--showmeminfo', 'vram', '--showproductname', '--showuniqueid', '--json'], ['--showpids']]
 
 
 def test_nvml_backend(monkeypatch, run, isolated):
@@ -395,3 +413,116 @@ def test_proc_backend_unreadable_processes_fail(monkeypatch, run, isolated):
     monkeypatch.setattr(_gpu.os, 'listdir', listdir)
     failed, result = run(FakeHost(), {'backend': 'proc', 'timeout': 0})
     assert failed and result['unreadable_pids'] == [4321] and 'become: true' in result['msg']
+
+
+# --- bad input from the sweep: refused, never a traceback, unknown is never released ----------------
+
+@pytest.mark.parametrize('args,words', [
+    ({'timeout': 'nan'}, 'timeout must be a finite number of seconds, got nan'),
+    ({'timeout': float('nan')}, 'timeout must be a finite number of seconds, got nan'),
+    ({'timeout': 'inf'}, 'timeout must be a finite number of seconds, got inf'),
+    ({'poll_interval': 'nan'}, 'poll_interval must be a finite number of seconds, got nan'),
+    ({'poll_interval': -1}, 'poll_interval must be more than 0 seconds, got -1'),
+    ({'nvidia_smi_path': '/usr/bin/nvidia-smi\x00'}, "nvidia_smi_path must be a path without NUL bytes, got '/usr/bin/nvidia-smi\\x00'"),
+    ({'amd_smi_path': '/opt/rocm/bin/amd-smi\x00'}, 'amd_smi_path must be a path without NUL bytes'),
+    ({'unit': 'model\x00server'}, "unit 'model\\x00server' contains a NUL byte, which no systemd unit name contains"),
+    ({'unit': '../../x.service'}, "unit '../../x.service' contains '/'"),
+])
+def test_bad_options_are_refused_before_anything_runs(run, tools, isolated, args, words):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')])
+    failed, result = run(fake, args, dict(nvsmi(tools), systemctl=SYSTEMCTL))
+    assert failed and result['msg'].startswith(words) and fake.calls == []
+    assert result['state'] == 'unknown' and not result['released']
+
+
+def test_unit_starting_with_dash_reaches_systemctl_after_double_dash(run, tools, isolated):
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, APPS_IDLE, '')], show=[(0, SHOW_INACTIVE, '')])
+    failed, result = run(fake, {'unit': '--now'}, dict(nvsmi(tools), systemctl=SYSTEMCTL))
+    assert not failed and result['released'] and result['state'] == 'released'
+    assert fake.calls[0][:2] == [SYSTEMCTL, 'show'] and fake.calls[0][-2:] == ['--', '--now.service']
+
+
+def test_nvidia_smi_answer_with_other_columns_is_unknown(run, tools, isolated):
+    # The real all-fields query-gpu capture given as the answer to the compute-apps query: none of its fields.
+    fake = FakeHost(gpus=[(0, GPU_H100, '')], apps=[(0, GPU_H100, '')])
+    failed, result = run(fake, {}, nvsmi(tools))
+    assert failed and not result['released'] and result['state'] == 'unknown' and result['error_kind'] == 'unparseable'
+    assert 'the queried field(s) pid, process_name, used_gpu_memory, gpu_uuid are not in it' in result['msg']
+
+
+def test_rocm_smi_json_without_processes_and_no_pid_table_is_unknown(run, tools, isolated):
+    fake = FakeHost(rocm=[(0, ROCM_MI100X4, '')], rocm_pids=[(0, '', '')])
+    failed, result = run(fake, {'backend': 'rocm-smi'}, {'rocm-smi': tools['rocm-smi']})
+    assert failed and not result['released'] and result['state'] == 'unknown' and result['error_kind'] == 'unparseable'
+    assert "neither a KFD process table nor 'No KFD PIDs currently running'" in result['msg']
+
+
+def test_rocm_smi_idle_needs_its_explicit_message(run, tools, isolated):
+    fake = FakeHost(rocm=[(0, ROCM_MI100X4, '')], rocm_pids=[(0, ROCM_NO_PIDS, '')])
+    failed, result = run(fake, {'backend': 'rocm-smi'}, {'rocm-smi': tools['rocm-smi']})
+    assert not failed and result['released'] and result['state'] == 'released' and len(result['gpus']) == 4
+
+
+# amd-smi: real captures (tests/unit/fixtures/SOURCES.md); the idle answer is built from amd-smi's source.
+AMD_PROCESS = read_fixture('amd-smi_process_json_r9700x4_amdsmi26.2.1_rocm7.2_vllm.json')
+AMD_METRIC = read_fixture('amd-smi_metric_json_r9700_amdsmi26.2.1_rocm7.2_vllm.json')
+AMD_IDLE = '[{"gpu": 0, "process_list": [{"process_info": "No running processes detected"}]}]\n'
+
+
+def amd_on_path(tools):
+    return {'amd-smi': tools['amd-smi']}
+
+
+def test_amd_smi_backend_auto_names_the_holders(run, tools, isolated, monkeypatch):
+    monkeypatch.setattr(_gpu.os, 'geteuid', lambda: 0)
+    fake = FakeHost(amd_metric=[(0, AMD_METRIC, '')], amd_process=[(0, AMD_PROCESS, '')])
+    failed, result = run(fake, {'timeout': 0, 'gpus': ['0']}, dict(amd_on_path(tools), **{'rocm-smi': tools['rocm-smi']}))
+    assert failed and result['backend'] == 'amd-smi' and result['state'] == 'held'
+    assert [c[1:] for c in fake.calls] == [['metric', '--mem-usage', '--json'], ['process', '--json']]
+    assert sorted(h['pid'] for h in result['holders']) == [1882331, 1883200, 1883505, 1883506, 1883507, 1883508]
+    assert all(h['gpu_index'] == 0 for h in result['holders'])
+    assert 'PID 1883505 (/usr/bin/python3.12) holds 28066 MiB on GPU 0' in result['msg']
+    assert result['gpus'][0]['memory_used_mib'] == 28123 and result['gpus'][0]['name'] == '0000:03:00.0'
+
+
+def test_amd_smi_path_option_and_idle_as_root(run, tools, isolated, monkeypatch):
+    monkeypatch.setattr(_gpu.os, 'geteuid', lambda: 0)
+    fake = FakeHost(amd_metric=[(0, AMD_METRIC, '')], amd_process=[(0, AMD_IDLE, '')])
+    failed, result = run(fake, {'amd_smi_path': tools['amd-smi']})
+    assert not failed and result['backend'] == 'amd-smi' and result['released'] and result['state'] == 'released'
+    assert fake.calls[0][0] == tools['amd-smi']
+
+
+def test_amd_smi_idle_as_another_user_is_unknown(run, tools, isolated, monkeypatch):
+    monkeypatch.setattr(_gpu.os, 'geteuid', lambda: 1000)
+    fake = FakeHost(amd_metric=[(0, AMD_METRIC, '')], amd_process=[(0, AMD_IDLE, '')])
+    failed, result = run(fake, {'backend': 'amd-smi'}, amd_on_path(tools))
+    assert failed and not result['released'] and result['state'] == 'unknown' and result['error_kind'] == 'permission'
+    assert 'become: true' in result['msg']
+
+
+def test_amd_smi_missing_and_unreadable(run, tools, isolated, monkeypatch):
+    monkeypatch.setattr(_gpu.os, 'geteuid', lambda: 0)
+    failed, result = run(FakeHost(), {'backend': 'amd-smi'})
+    assert failed and result['error_kind'] == 'tool_missing' and 'amd_smi_path' in result['msg']
+    fake = FakeHost(amd_metric=[(0, AMD_METRIC, '')], amd_process=[(0, '[{"gpu": 0, "process_list": [{"process_info": '
+                                                                   '"Permission denied"}]}]', '')])
+    failed, result = run(fake, {'backend': 'amd-smi'}, amd_on_path(tools))
+    assert failed and result['state'] == 'unknown' and result['error_kind'] == 'unparseable'
+
+
+@pytest.mark.skipif(not HAS_PROC, reason='needs Linux /proc')
+@pytest.mark.parametrize('script', ['exec sleep 60', "trap '' TERM; exec sleep 60"])
+def test_hung_nvidia_smi_without_coreutils_timeout_is_stopped(monkeypatch, run_module, tmp_path, isolated, script):
+    """The real AnsibleModule.run_command runs a hanging stand-in; no timeout(1) is found, so the module's own
+    watchdog stops it (SIGTERM, then SIGKILL for one that ignores SIGTERM)."""
+    hang = tmp_path / 'nvidia-smi'
+    hang.write_text('#!/bin/sh\n%s\n' % script)
+    hang.chmod(0o755)
+    monkeypatch.setattr(_gpu_check.GpuReleaseChecker, 'tool_timeout', 0.5)
+    monkeypatch.setattr(_gpu_check, 'TOOL_KILL_AFTER', 0.5)
+    start = time.monotonic()
+    result = run_module(gpu_release_check, {'timeout': 30}, bin_paths={'nvidia-smi': str(hang)})
+    assert time.monotonic() - start < 15
+    assert result['failed'] and result['error_kind'] == 'tool_timeout' and result['state'] == 'unknown'
+    assert 'did not finish within 0.5s and was stopped' in result['msg']

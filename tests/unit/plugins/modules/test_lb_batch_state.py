@@ -10,6 +10,7 @@ import os
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.modules import lb_batch_state
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import FakeHAProxySocket, read_fixture
 from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeHAProxy
 
 
@@ -143,3 +144,59 @@ def test_unreachable_runtime_api_fails_closed(run_module, short_dir):
                         expect_failed=True)
     assert result['msg'].startswith('lb1: could not read the state of gpu-5, so nothing was changed: gpu-5: ')
     assert 'none.sock' in result['msg'] and result['servers'][0]['previous_state'] is None
+
+
+# ----------------------------------------------------------------------------------------- bad input, cut-off pool reads
+
+ALWAYS = ('lb', 'state', 'refused', 'budget', 'servers', 'started_at', 'marked_at', 'finished_at')
+
+
+@pytest.mark.parametrize('entry, message', [
+    ({'socket': '', 'backend': 'models', 'server': 'm5'}, 'haproxy.socket is empty'),
+    ({'host': 'lb1', 'port': 0, 'backend': 'models', 'server': 'm5'},
+     'lb1: members[0] (gpu-5).haproxy.port must be between 1 and 65535, got 0'),
+    ({'socket': '/s', 'backend': 'models', 'server': 'm5', 'timeout': 'nan'},
+     'lb1: members[0] (gpu-5).haproxy.timeout must be a finite number of seconds, got nan'),
+    ({'socket': '/s', 'backend': 'models', 'server': 'm5', 'timeout': -1},
+     'lb1: members[0] (gpu-5).haproxy.timeout must be more than 0.0 seconds, got -1.0'),
+    ({'socket': '/s', 'backend': 'models', 'server': 'm5', 'timeout': 1e300},
+     'lb1: members[0] (gpu-5).haproxy.timeout must be at most 604800 seconds'),
+    ({'host': 'a..b', 'port': 9999, 'backend': 'models', 'server': 'm5'}, "host name 'a..b' has an empty label"),
+])
+def test_bad_haproxy_member_is_a_clear_failure(run, haproxy, entry, message):
+    result = run({'members': [{'host': 'gpu-5', 'haproxy': entry}]}, expect_failed=True)
+    assert message in result['msg'] and 'Traceback' not in result['msg']
+    assert haproxy.commands == [] and all(key in result for key in ALWAYS)
+
+
+@pytest.mark.parametrize('member, message', [
+    ({'host': 'gpu-5', 'file': {'path': '/run/a\x00b'}}, 'Refusing file.path'),
+    ({'host': 'gpu-5', 'http': {'url': 'http://a..b/admin', 'timeout': 'nan'}}, 'http.timeout must be a finite number of seconds, got nan'),
+    ({'host': 'gpu-5', 'haproxy': None}, 'must have exactly one of haproxy, consul, http, file; it has none'),
+])
+def test_bad_other_members(run, member, message):
+    result = run({'members': [member]}, expect_failed=True)
+    assert message in result['msg'] and all(key in result for key in ALWAYS)
+
+
+def test_verify_interval_too_large_is_refused(run, haproxy):
+    result = run({'verify_interval': 1e300}, expect_failed=True)
+    assert result['msg'] == 'verify_interval must be at most 604800 seconds (a week), got 1e+300'
+    assert all(key in result for key in ALWAYS) and haproxy.commands == []
+
+
+def test_cut_off_pool_read_changes_nothing(run_module, short_dir):
+    """The runtime API closes after 3 of the 5 servers of "show stat": no budget is counted on it, nothing is sent."""
+    stat = read_fixture('haproxy_show_stat_csv_v2.6.12_drain_maint_down.csv')
+    fake = FakeHAProxySocket(os.path.join(short_dir, 'cut.sock'))
+    fake.answer = '\n'.join(stat.split('\n')[:5]) + '\n'
+    try:
+        entries = [{'host': 'gpu-%d' % n, 'haproxy': {'socket': fake.path, 'backend': 'models', 'server': 'm%d' % n}}
+                   for n in range(1, 6)]
+        result = run_module(lb_batch_state, {'name': 'lb1', 'state': 'draining', 'members': entries, 'batch': ['gpu-5'],
+                                             'min_available': 1}, expect_failed=True)
+    finally:
+        fake.close()
+    assert 'could not read the state of gpu-5, so nothing was changed' in result['msg']
+    assert 'the answer to "show stat" is cut off' in result['msg']
+    assert not [cmd for cmd in fake.commands if cmd.startswith('set ')]

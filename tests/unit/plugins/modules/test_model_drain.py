@@ -22,6 +22,7 @@ from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
     serve_http,
     stop_http,
 )
+from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.test_haproxy import cli_answer
 
 HAS_PROC = os.path.exists('/proc/net/tcp')
 
@@ -144,7 +145,8 @@ def test_returns_soon_after_the_last_request_finishes(run, model_server):
     assert 1.2 <= result['waited_seconds'] <= 3
     assert result['polls'] == len(result['samples']) and result['samples_dropped'] == 0
     assert result['sources']['metrics']['detail'] == {
-        'vllm:num_requests_running{model_name="facebook/opt-125m"}': 0, 'vllm:num_requests_waiting{model_name="facebook/opt-125m"}': 0}
+        'vllm:num_requests_running{model_name="facebook/opt-125m"}': 0, 'vllm:num_requests_waiting{model_name="facebook/opt-125m"}': 0,
+        'vllm:num_requests_swapped{model_name="facebook/opt-125m"}': 0}
     assert result['sources']['connections'] == {'port': model_server.port, 'exclude_peers': [], 'in_flight': 0,
                                                 'detail': {'established': 0, 'excluded': 0}}
     assert warnings == []
@@ -278,7 +280,7 @@ def test_max_over_metrics_and_haproxy(run, metrics, tmp_path):
 
         def answer():
             reads['n'] += 1
-            return haproxy_csv(scur=2, qcur=1) if reads['n'] < 4 else haproxy_csv(scur=0)
+            return cli_answer(haproxy_csv(scur=2, qcur=1) if reads['n'] < 4 else haproxy_csv(scur=0))
 
         fake.answer = answer
         failed, result, dummy = run({
@@ -298,7 +300,7 @@ def test_max_over_metrics_and_haproxy(run, metrics, tmp_path):
 @needs_haproxy
 def test_haproxy_unknown_server_fails_clearly(run, tmp_path):
     fake = FakeHAProxySocket(str(tmp_path / 'admin.sock'))
-    fake.answer = haproxy_csv(0)
+    fake.answer = cli_answer(haproxy_csv(0))
     try:
         failed, result, dummy = run({'haproxy': {'socket': fake.path, 'backend': 'webservers', 'server': 'nope'}})
     finally:
@@ -432,5 +434,114 @@ def test_failure_results_have_every_key(run):
     ({'connections': {'port': 80}, 'since': 'nan'}, 'since must be a wall-clock time in seconds since the epoch, got nan'),
 ])
 def test_non_finite_numbers_are_refused(run, args, words):
+    failed, result, dummy = run(args)
+    assert failed and words in result['msg']
+
+
+# --- bad input from the sweep against a real HAProxy 2.6 (each a clear failure, never drained, never a traceback) ---
+
+@pytest.mark.parametrize('args', [
+    {'metrics': None, 'haproxy': None, 'connections': None},
+    {'haproxy': None},
+    {'metrics': None, 'timeout': 5},
+])
+def test_every_source_null_is_an_error_not_drained(run, args):
+    failed, result, dummy = run(args)
+    assert failed and result['drained'] is False and result['drained_at'] is None
+    assert 'no in-flight source is configured: give at least one of metrics, haproxy, connections' in result['msg']
+    assert result['polls'] == 0 and result['in_flight_final'] is None
+
+
+def test_trickling_metrics_endpoint_is_cut_off_at_the_timeout(run):
+    """An endpoint sending one byte every 0.2 s: metrics.timeout bounds the whole request, not each read."""
+    class Trickle(QuietHandler):
+        def do_GET(self):
+            body = vllm_text(0).encode()
+            self.send_response(200)
+            self.send_header('Content-Length', str(len(body)))
+            self.end_headers()
+            try:
+                for index in range(len(body)):
+                    self.wfile.write(body[index:index + 1])
+                    self.wfile.flush()
+                    time.sleep(0.2)
+            except OSError:
+                pass
+
+    httpd = serve_http(Trickle)
+    try:
+        started = time.monotonic()
+        failed, result, dummy = run({'metrics': {'url': 'http://127.0.0.1:%d/metrics' % httpd.server_address[1], 'preset': 'vllm',
+                                                 'timeout': 1}, 'timeout': 4})
+        elapsed = time.monotonic() - started
+    finally:
+        stop_http(httpd)
+    assert failed and elapsed < 3
+    assert 'no complete answer within timeout=1.0 s (the timeout bounds the whole request' in result['msg']
+    assert result['drained'] is False
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'haproxy': {'socket': '', 'backend': 'b', 'server': 's'}}, 'haproxy.socket is empty'),
+    ({'haproxy': {'host': 'lb1', 'port': 0, 'backend': 'b', 'server': 's'}}, 'haproxy.port must be between 1 and 65535, got 0'),
+    ({'haproxy': {'host': 'a..b', 'port': 9999, 'backend': 'b', 'server': 's'}}, "host name 'a..b' has an empty label"),
+    ({'haproxy': {'socket': '/run/haproxy.sock', 'backend': 'b;disable server b/x', 'server': 's'}},
+     'Refusing HAProxy backend name'),
+    ({'metrics': {'url': 'http://%s.example/metrics' % ('x' * 64), 'preset': 'vllm'}}, 'has a label of 64 characters'),
+    ({'metrics': {'url': 'http://a..b/metrics', 'preset': 'vllm'}}, "host name 'a..b' has an empty label"),
+    ({'connections': {'port': 80}, 'timeout': 1e300}, 'timeout must be at most 604800 seconds'),
+    ({'connections': {'port': 80}, 'poll_interval': 1e300}, 'poll_interval must be at most 604800 seconds'),
+    ({'metrics': {'url': 'http://x/metrics', 'preset': 'vllm', 'timeout': -1}}, 'metrics.timeout must be more than 0'),
+])
+def test_bad_input_is_a_clear_failure(run, args, words):
+    failed, result, dummy = run(args)
+    assert failed and words in result['msg'] and result['drained'] is False
+    assert 'Traceback' not in result['msg'] and 'UnicodeError' not in result['msg']
+
+
+@pytest.mark.parametrize('token', ['s3cr3t-tok3n\n', 's3cr3t-tok3n'])
+def test_token_never_appears_in_the_failure(run, token):
+    url = 'http://127.0.0.1:1/metrics'
+    failed, result, dummy = run({'metrics': {'url': url, 'preset': 'vllm', 'token': token, 'timeout': 2}, 'timeout': 0})
+    assert failed and url in result['msg'] and 'Connection refused' in result['msg']
+    assert 's3cr3t' not in repr(result)
+
+
+@pytest.mark.parametrize('token, words', [
+    ('s3cr3t\nx', 'metrics.token contains a line break inside it'),
+    ('Bearer s3cr3t', 'metrics.token contains a space after "Bearer" (give the token alone'),
+    ('s3cr3t\tx', 'metrics.token contains whitespace, a control or a non-ASCII character inside it'),
+    ('\n', 'metrics.token is empty once surrounding whitespace is removed'),
+])
+def test_token_that_cannot_be_sent_is_refused_unshown(run, token, words):
+    failed, result, dummy = run({'metrics': {'url': 'http://127.0.0.1:1/metrics', 'preset': 'vllm', 'token': token}})
+    assert failed and words in result['msg']
+    assert 's3cr3t' not in repr(result)
+
+
+def test_token_echoed_by_the_server_is_masked(run, metrics):
+    """A server echoing the Authorization header in its error body: the token is masked in the message."""
+    metrics.status = 401
+    metrics.body = lambda: 'invalid credentials: %s' % metrics.requests[-1]['headers'].get('Authorization')
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm', 'token': 's3cr3t-tok3n\n'}})
+    assert failed and 'HTTP 401' in result['msg'] and 'invalid credentials: ********' in result['msg']
+    assert 's3cr3t' not in repr(result)
+
+
+def test_non_utf8_error_body_keeps_the_message(run, metrics):
+    metrics.status = 500
+    metrics.body = b'internal error \xff\xfe\xfd'
+    failed, result, dummy = run({'metrics': {'url': metrics.url, 'preset': 'vllm'}})
+    assert failed and 'HTTP 500' in result['msg'] and 'internal error \ufffd' in result['msg']
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'haproxy': 0, 'connections': {'port': 80}}, "argument 'haproxy' is of type int and we were unable to convert to dict"),
+    ({'metrics': True}, "argument 'metrics' is of type bool and we were unable to convert to dict"),
+    ({'connections': 1.5}, "argument 'connections' is of type float and we were unable to convert to dict"),
+    ({'metrics': {'url': 'http://x/metrics', 'metrics': [0]}}, 'metrics'),
+])
+def test_scalar_for_a_source_is_an_argument_error_not_a_traceback(run, args, words):
+    """ansible-core itself raises a TypeError on these unless the spec is guarded (module_argument_spec)."""
     failed, result, dummy = run(args)
     assert failed and words in result['msg']

@@ -265,3 +265,143 @@ def test_file_missing_parent(run, tmp_path):
     result = run({'state': 'maintenance', 'file': {'path': str(path)}}, expect_failed=True)
     assert 'does not exist' in result['msg'] and 'create_parent' in result['msg']
     assert run({'state': 'maintenance', 'file': {'path': str(path), 'create_parent': True}})['changed'] is True
+
+
+# ----------------------------------------------------------------------------------------- bad input (sweep against HAProxy 2.6)
+
+ALWAYS = ('previous_state', 'state', 'target', 'in_flight', 'verified', 'raw')
+
+
+def assert_always_keys(result):
+    """Every key RETURN documents as returned always, with a value of its documented type."""
+    missing = [key for key in ALWAYS if key not in result]
+    assert not missing, 'missing %s in %r' % (missing, result)
+    assert isinstance(result['previous_state'], str) and isinstance(result['state'], str)
+    assert isinstance(result['target'], str) and isinstance(result['raw'], dict) and isinstance(result['verified'], dict)
+    assert set(['ok', 'skipped', 'waited_seconds', 'checks', 'detail']) <= set(result['verified'])
+    json.dumps(result).encode('utf-8')
+
+
+@pytest.mark.parametrize('args, words', [
+    ({'state': 'query', 'haproxy': None}, 'one of the following is required: haproxy, consul, http, file (an option given as null'),
+    ({'state': 'query', 'haproxy': None, 'file': None}, 'mutually exclusive'),
+    ({'state': 'query', 'haproxy': {'socket': '', 'backend': 'b', 'server': 's'}}, 'haproxy.socket is empty'),
+    ({'state': 'query', 'haproxy': {'host': 'lb1', 'port': 0, 'backend': 'b', 'server': 's'}},
+     'haproxy.port must be between 1 and 65535, got 0'),
+    ({'state': 'query', 'haproxy': {'socket': '/s', 'backend': 'b', 'server': 's', 'timeout': -1}},
+     'haproxy.timeout must be more than 0.0 seconds, got -1.0'),
+    ({'state': 'query', 'haproxy': {'socket': '/s', 'backend': 'b', 'server': 's', 'timeout': 'nan'}},
+     'haproxy.timeout must be a finite number of seconds, got nan'),
+    ({'state': 'query', 'haproxy': {'socket': '/s', 'backend': 'b', 'server': 's', 'timeout': 1e300}},
+     'haproxy.timeout must be at most 604800 seconds'),
+    ({'state': 'query', 'haproxy': {'host': 'a..b', 'port': 9999, 'backend': 'b', 'server': 's'}},
+     "Invalid haproxy.host: host name 'a..b' has an empty label"),
+    ({'state': 'query', 'http': {'url': 'http://%s/admin' % ('h' * 64)}}, 'has a label of 64 characters'),
+    ({'state': 'query', 'http': {'url': 'http://a..b/admin'}}, "host name 'a..b' has an empty label"),
+    ({'state': 'query', 'http': {'url': 'http://127.0.0.1:1/admin', 'timeout': 'nan'}},
+     'http.timeout must be a finite number of seconds, got nan'),
+    ({'state': 'query', 'consul': {'url': 'http://a..b:8500', 'service_id': 'x'}}, "host name 'a..b' has an empty label"),
+    ({'state': 'query', 'consul': {'service_id': 'x', 'timeout': -5}}, 'consul.timeout must be more than 0.0 seconds, got -5.0'),
+    ({'state': 'query', 'file': {'path': '/run/model/maint\x00x'}}, 'Refusing file.path'),
+    ({'state': 'ready', 'file': {'path': '/tmp/x'}, 'verify_timeout': 'nan'}, 'verify_timeout must be a finite number of seconds, got nan'),
+    ({'state': 'ready', 'file': {'path': '/tmp/x'}, 'verify_interval': 'nan'}, 'verify_interval must be a finite number of seconds, got nan'),
+    ({'state': 'ready', 'file': {'path': '/tmp/x'}, 'verify_interval': 0}, 'verify_interval must be at least 0.01 seconds, got 0.0'),
+    ({'state': 'ready', 'file': {'path': '/tmp/x'}, 'verify_timeout': -1}, 'verify_timeout must be at least 0.0 seconds, got -1.0'),
+    ({'state': 'ready', 'file': {'path': '/tmp/x'}, 'health_url': 'http://a..b/health'}, "Invalid health_url 'http://a..b/health'"),
+    ({'state': 'ready', 'file': {'path': '/tmp/x'}, 'health_url': 'http://h/health', 'health_status': 42},
+     'health_status must be an HTTP status between 100 and 599, got 42'),
+])
+def test_bad_input_is_a_clear_failure_with_every_key(run, args, words):
+    result = run(args, expect_failed=True)
+    assert words in result['msg'], result['msg']
+    assert 'Traceback' not in result['msg'] and 'UnicodeError' not in result['msg']
+    if 'mutually exclusive' not in words:   # AnsibleModule's own argument errors carry only msg
+        assert_always_keys(result)
+        assert result['changed'] is False
+
+
+@pytest.mark.parametrize('case', ['unreachable', 'unknown_server', 'verification'])
+def test_runtime_failures_return_every_key(run, haproxy, short_dir, case):
+    if case == 'unreachable':
+        args = {'state': 'draining', 'haproxy': {'socket': os.path.join(short_dir, 'none.sock'), 'backend': 'models', 'server': 'm5'}}
+    elif case == 'unknown_server':
+        args = {'state': 'draining', 'haproxy': hap(haproxy, server='gpu-99')}
+    else:
+        haproxy.ignore_sets = True
+        args = {'state': 'draining', 'haproxy': hap(haproxy), 'verify_timeout': 0.2}
+    result = run(args, expect_failed=True)
+    assert_always_keys(result)
+    assert 'HAProxy server models/' in result['target']
+    if case != 'verification':
+        assert result['previous_state'] == 'unknown' and result['state'] == 'unknown' and result['verified']['skipped'] is True
+
+
+def test_failure_after_the_first_read_keeps_what_was_read(run, haproxy):
+    haproxy.level = 'user'   # set server answers Permission denied
+    result = run({'state': 'draining', 'haproxy': hap(haproxy)}, expect_failed=True)
+    assert_always_keys(result)
+    assert result['previous_state'] == 'ready' and result['state'] == 'ready' and result['changed'] is False
+    assert result['raw']['status'] == 'UP'
+
+
+def test_http_token_ending_in_a_newline(run):
+    with FakeModelServer(token='tok-7q2w') as srv:
+        result = run({'state': 'draining', 'http': {'url': srv.base_url + '/admin/state', 'token': 'tok-7q2w\n'}},
+                     expect_failed=False)
+        assert result['state'] == 'draining' and 'tok-7q2w' not in json.dumps(result)
+        bad = run({'state': 'ready', 'http': {'url': srv.base_url + '/admin/state', 'token': 'tok-\n7q2w'}}, expect_failed=True)
+        assert 'bearer token contains a line break inside it' in bad['msg'] and '7q2w' not in json.dumps(bad)
+
+
+def test_consul_token_ending_in_a_newline(run):
+    fake = FakeConsul(token='consul-s3cr3t').start()
+    try:
+        result = run({'state': 'maintenance', 'consul': {'url': fake.base_url, 'service_id': 'test', 'token': 'consul-s3cr3t\n'}},
+                     expect_failed=False)
+        assert result['state'] == 'maintenance' and 'consul-s3cr3t' not in json.dumps(result)
+    finally:
+        fake.stop()
+
+
+def test_http_headers_reach_the_state_read(run, model_server):
+    run({'state': 'query', 'http': {'url': model_server.base_url + '/admin/state', 'headers': {'X-Tenant': 'blue'}}},
+        expect_failed=False)
+    assert model_server.requests and model_server.requests[-1]['method'] == 'GET'
+    assert model_server.requests[-1]['headers'].get('X-Tenant') == 'blue'
+
+
+def test_file_flag_is_put_back_when_the_health_check_fails(run, tmp_path, model_server):
+    """The flag written, the health URL never answers 503: the task fails and leaves no flag behind."""
+    path = tmp_path / 'maintenance'
+    result = run({'state': 'maintenance', 'file': {'path': str(path)}, 'health_url': model_server.base_url + '/health',
+                  'verify_timeout': 0.3}, expect_failed=True)
+    assert not path.exists()
+    assert 'returned HTTP 200 (expected 503)' in result['msg'] and 'It was put back to ready' in result['msg']
+    assert result['changed'] is False and result['state'] == 'ready' and result['previous_state'] == 'ready'
+
+
+def test_file_with_a_long_multibyte_reason_and_binary_content(run, tmp_path):
+    path = tmp_path / 'maintenance'
+    result = run({'state': 'maintenance', 'file': {'path': str(path), 'reason': 'ü' * 495}}, expect_failed=False)
+    assert result['raw']['content'].startswith('reason: üü') and result['raw']['content_truncated'] is True
+    path.write_bytes(b'\xff\xfe\x00 flag\n')
+    result = run({'state': 'query', 'file': {'path': str(path)}}, expect_failed=False)
+    assert result['raw']['content'] == '\ufffd\ufffd\x00 flag\n'
+
+
+def test_file_flag_removal_is_undone_byte_for_byte_when_the_health_check_fails(run, tmp_path, model_server):
+    path = tmp_path / 'maintenance'
+    path.write_bytes(b'reason: operator set this\nsince: 2025-01-02T03:04:05Z\n')
+    os.chmod(str(path), 0o640)
+    model_server.state = 'draining'   # its /health answers 503, never the 200 expected for ready
+    result = run({'state': 'ready', 'file': {'path': str(path)}, 'health_url': model_server.base_url + '/health',
+                  'verify_timeout': 0.3}, expect_failed=True)
+    assert path.read_bytes() == b'reason: operator set this\nsince: 2025-01-02T03:04:05Z\n'
+    assert oct(os.stat(str(path)).st_mode & 0o777) == oct(0o640)
+    assert 'It was put back to maintenance' in result['msg'] and result['state'] == 'maintenance'
+
+
+@pytest.mark.parametrize('kind', ['haproxy', 'consul', 'http', 'file'])
+def test_scalar_for_a_target_is_an_argument_error_not_a_traceback(run, kind):
+    result = run({'state': 'query', kind: 0}, expect_failed=True)
+    assert "argument '%s' is of type int and we were unable to convert to dict" % kind in result['msg']

@@ -73,14 +73,16 @@ def test_reports_open_requests_oldest_first(run_module, log_with_two_open):
     assert result['changed'] is False and result['warnings'] == []
     assert result['incomplete'] == [
         {'id': 'b', 'started_ts': T0, 'started_at': '2024-05-01T12:00:00.250Z', 'path': log_with_two_open, 'line': 2,
-         'fields': {'instance': 'gpu-07', 'model': 'demo-model'}},
+         'fields': {'instance': 'gpu-07', 'model': 'demo-model'}, 'truncated': False},
         {'id': 'a', 'started_ts': T0 + 1, 'started_at': '2024-05-01T12:00:01.250Z', 'path': log_with_two_open, 'line': 1,
-         'fields': {'instance': 'gpu-07', 'model': 'demo-model'}},
+         'fields': {'instance': 'gpu-07', 'model': 'demo-model'}, 'truncated': False},
     ]
     assert (result['incomplete_count'], result['started_count'], result['completed_count']) == (2, 3, 1)
     assert result['truncated'] is False and result['malformed_lines'] == 0 and result['unmatched_count'] == 0
     assert result['paths'] == [{'path': log_with_two_open, 'exists': True, 'compressed': False, 'lines': 4,
-                                'malformed_lines': 0, 'started': 3, 'completed': 1, 'ended': 0, 'other': 0}]
+                                'malformed_lines': 0, 'started': 3, 'completed': 1, 'ended': 0, 'other': 0,
+                                'bytes_read': os.path.getsize(log_with_two_open), 'capped': False, 'duplicate_of': None}]
+    assert result['state'] == 'read'
     assert result['resubmitted'] == [] and result['would_resubmit'] == 0
     assert_balanced(result)
 
@@ -118,16 +120,19 @@ def test_since_and_custom_format(run_module, tmp_path):
         'completed_value': 'finished', 'ended_values': ['cancelled'], 'since': T0,
     }, expect_failed=False)
     assert result['incomplete'] == [{'id': 2, 'started_ts': T0 + 1799.75, 'started_at': '2024-05-01T12:30:00.000Z',
-                                     'path': path, 'line': 2, 'fields': {'tenant': 'blue'}}]
+                                     'path': path, 'line': 2, 'fields': {'tenant': 'blue'}, 'truncated': False}]
     assert (result['started_count'], result['ended_count'], result['started_before_since']) == (2, 1, 1)
     assert result['other_events'] == 1 and result['malformed_lines'] == 0
 
 
 def test_max_listed_bounds_the_list_but_not_the_count(run_module, tmp_path):
     path = write_log(tmp_path, [rec('started', 'r%04d' % i, T0 + i) for i in range(1200)])
-    result = run_module(task_log_reconcile, {'paths': [path]}, expect_failed=False)
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_listed': 1000}, expect_failed=False)
     assert result['incomplete_count'] == 1200 and len(result['incomplete']) == 1000 and result['truncated'] is True
     assert result['incomplete'][0]['id'] == 'r0000' and result['incomplete'][-1]['id'] == 'r0999'
+    # The default is a sample of 100.
+    result = run_module(task_log_reconcile, {'paths': [path]}, expect_failed=False)
+    assert result['incomplete_count'] == 1200 and len(result['incomplete']) == 100 and result['truncated'] is True
     result = run_module(task_log_reconcile, {'paths': [path], 'max_listed': 0}, expect_failed=False)
     assert result['incomplete'] == [] and result['incomplete_count'] == 1200 and result['truncated'] is True
 
@@ -142,7 +147,8 @@ def test_missing_file_fails_clearly(run_module, tmp_path, log_with_two_open):
 
     result = run_module(task_log_reconcile, {'paths': [log_with_two_open, missing], 'missing_ok': True}, expect_failed=False)
     assert result['paths'][1] == {'path': missing, 'exists': False, 'compressed': False, 'lines': 0, 'malformed_lines': 0,
-                                  'started': 0, 'completed': 0, 'ended': 0, 'other': 0}
+                                  'started': 0, 'completed': 0, 'ended': 0, 'other': 0, 'bytes_read': 0, 'capped': False,
+                                  'duplicate_of': None}
     assert result['incomplete_count'] == 2
 
 
@@ -423,3 +429,147 @@ def test_log_of_the_reference_server_stopped_with_requests_in_flight(run_module,
     assert sorted(r['body']['id'] for r in endpoint.received) == ['slow-1', 'slow-2']
     assert all(r['body']['event'] == 'started' and r['body']['model'] == 'demo-model' for r in endpoint.received)
     assert result['changed'] is True
+
+
+# ------------------------------------------------------------------------------------------ the bad-input sweep
+
+def run_with_deadline(run_module, args, seconds=20, **kwargs):
+    """run_module in a thread, so a read that blocks (a FIFO) fails the test instead of hanging it."""
+    box = {}
+
+    def target():
+        try:
+            box['result'] = run_module(task_log_reconcile, args, **kwargs)
+        except BaseException as exc:  # pylint: disable=broad-except
+            box['error'] = exc
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    thread.join(seconds)
+    assert not thread.is_alive(), 'task_log_reconcile did not return within %ss' % seconds
+    if 'error' in box:
+        raise box['error']
+    return box['result']
+
+
+def test_fifo_is_refused_without_blocking(run_module, tmp_path, log_with_two_open):
+    fifo = str(tmp_path / 'tasks.fifo')
+    os.mkfifo(fifo)
+    result = run_with_deadline(run_module, {'paths': [log_with_two_open, fifo]}, expect_failed=True)
+    assert result['msg'] == ('task log %s is a FIFO (named pipe), not a regular file, so it is not read (it could block or '
+                             'never end); list the log files themselves in paths' % fifo)
+    assert result['state'] == 'error' and result['incomplete_count'] is None
+
+
+@pytest.mark.skipif(not os.path.exists('/dev/zero'), reason='needs /dev/zero')
+def test_dev_zero_and_a_symlink_to_it_are_refused(run_module, tmp_path):
+    link = str(tmp_path / 'tasks.jsonl')
+    os.symlink('/dev/zero', link)
+    for path in ('/dev/zero', link):
+        result = run_with_deadline(run_module, {'paths': [path]}, expect_failed=True)
+        assert result['msg'].startswith('task log %s is a character device, not a regular file' % path)
+
+
+def test_socket_is_refused(run_module, tmp_path):
+    path = str(tmp_path / 'tasks.sock')
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        result = run_with_deadline(run_module, {'paths': [path]}, expect_failed=True)
+        assert result['msg'].startswith('task log %s is a socket, not a regular file' % path)
+    finally:
+        sock.close()
+
+
+def test_file_over_max_file_bytes_is_capped_and_fails(run_module, tmp_path):
+    path = write_log(tmp_path, [rec('started', 'r%03d' % i, T0 + i) for i in range(200)])
+    size = os.path.getsize(path)
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_file_bytes': 1000}, expect_failed=True)
+    assert result['state'] == 'capped' and result['paths'][0]['capped'] is True
+    assert result['paths'][0]['bytes_read'] <= 1000 < size
+    assert result['msg'] == ('task log(s) %s are longer than max_file_bytes=1000: only the first 1000 bytes of each were '
+                             'read, so the counts are incomplete and nothing was resubmitted. What to do: raise '
+                             'max_file_bytes, or rotate the log and list the rotated files' % path)
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_file_bytes': size}, expect_failed=False)
+    assert result['state'] == 'read' and result['incomplete_count'] == 200 and not result['paths'][0]['capped']
+
+
+def test_gzip_that_inflates_past_the_cap_is_capped(run_module, tmp_path):
+    path = str(tmp_path / 'tasks.jsonl.1.gz')
+    with gzip.open(path, 'wb') as handle:
+        handle.write(b' ' * (4 * 1024 * 1024) + b'\n')  # 4 MiB of blanks, a few KiB compressed
+    assert os.path.getsize(path) < 64 * 1024
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_file_bytes': 1024 * 1024}, expect_failed=True)
+    assert result['state'] == 'capped' and result['paths'][0]['bytes_read'] == 1024 * 1024
+
+
+def test_line_over_max_line_bytes_is_skipped_and_the_rest_read(run_module, tmp_path):
+    path = write_log(tmp_path, [rec('started', 'a', T0), 'x' * 5000, rec('started', 'b', T0 + 1), rec('completed', 'a')])
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_line_bytes': 1000}, expect_failed=False)
+    assert result['malformed_samples'] == [{'path': path, 'line': 2, 'reason': 'longer than max_line_bytes=1000 bytes; skipped'}]
+    assert [i['id'] for i in result['incomplete']] == ['b'] and result['paths'][0]['lines'] == 4
+    assert result['state'] == 'read'
+
+
+def test_deeply_nested_line_is_malformed_not_a_traceback(run_module, tmp_path):
+    path = write_log(tmp_path, [rec('started', 'a', T0), '[' * 100000 + ']' * 100000, '{"event": ' * 100000])
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_malformed': 2}, expect_failed=False)
+    assert [s['reason'] for s in result['malformed_samples']][0] == 'JSON nested too deeply to read'
+    assert result['malformed_lines'] == 2 and result['incomplete_count'] == 1
+
+
+@pytest.mark.parametrize('since', ['nan', 'inf', '-inf', float('nan')])
+def test_non_finite_since_is_refused(run_module, log_with_two_open, since):
+    result = run_module(task_log_reconcile, {'paths': [log_with_two_open], 'since': since}, expect_failed=True)
+    assert result['msg'].startswith('since must be a finite number of epoch seconds, got ')
+    assert result['incomplete_count'] is None and result['state'] == 'error'
+
+
+def test_nul_in_a_path_is_refused(run_module, log_with_two_open):
+    result = run_module(task_log_reconcile, {'paths': [log_with_two_open, '/var/log/x\x00.jsonl']}, expect_failed=True)
+    assert result['msg'] == "paths[1] ('/var/log/x\\x00.jsonl') contains a NUL byte, which no file name can; fix paths"
+
+
+def test_one_file_under_several_names_is_read_once(run_module, tmp_path, log_with_two_open):
+    folder = os.path.dirname(log_with_two_open)
+    name = os.path.basename(log_with_two_open)
+    doubled = folder + '//' + name
+    link = str(tmp_path / 'current.jsonl')
+    os.symlink(log_with_two_open, link)
+    hard = str(tmp_path / 'hard.jsonl')
+    os.link(log_with_two_open, hard)
+    result = run_module(task_log_reconcile, {'paths': [log_with_two_open, doubled, link, hard]}, expect_failed=False)
+    assert result['incomplete_count'] == 2 and result['started_count'] == 3
+    assert [p['path'] for p in result['paths']] == [log_with_two_open, link, hard]
+    assert [p['duplicate_of'] for p in result['paths']] == [None, log_with_two_open, log_with_two_open]
+    assert [p['lines'] for p in result['paths']] == [4, 0, 0]
+    assert_balanced(result)
+
+
+def test_output_is_a_bounded_sample_of_truncated_records(run_module, tmp_path, endpoint):
+    big = 'p' * 50000
+    path = write_log(tmp_path, [rec('started', 'r%04d' % i, T0 + i, prompt=big, model='m') for i in range(300)])
+    result = run_module(task_log_reconcile, {'paths': [path]}, expect_failed=False)
+    assert result['incomplete_count'] == 300 and len(result['incomplete']) == 100 and result['truncated'] is True
+    assert all(r['truncated'] for r in result['incomplete'])
+    assert all(len(json.dumps(r['fields'])) < 2048 + 100 for r in result['incomplete'])
+    assert len(json.dumps(result)) < 400 * 1024  # 300 records of 50 KB would be 15 MB
+    assert result['incomplete'][0]['fields']['prompt'] == big[:2048 - len('prompt')]
+    # What is resubmitted is the whole start record.
+    result = run_module(task_log_reconcile, {'paths': [path], 'max_listed': 1, 'resubmit': {'url': endpoint.url}},
+                        expect_failed=False)
+    assert len(endpoint.received[0]['body']) == 300 and endpoint.received[0]['body'][0]['prompt'] == big
+
+
+def test_missing_task_log_is_no_task_log_not_zero_incomplete(run_module, tmp_path):
+    missing = str(tmp_path / 'never-written.tasks.jsonl')
+    result = run_module(task_log_reconcile, {'paths': [missing, missing + '.1'], 'missing_ok': True}, expect_failed=False)
+    assert result['state'] == 'no_task_log' and result['incomplete_count'] is None
+    assert result['incomplete'] == [] and [p['exists'] for p in result['paths']] == [False, False]
+    assert len(result['warnings']) == 1 and result['warnings'][0].startswith('no task log found: none of %s' % missing)
+
+
+@pytest.mark.parametrize('name', ['max_record_chars', 'max_file_bytes', 'max_line_bytes'])
+def test_bounds_must_be_positive(run_module, log_with_two_open, name):
+    result = run_module(task_log_reconcile, {'paths': [log_with_two_open], name: 0}, expect_failed=True)
+    assert result['msg'] == '%s must be 1 or more, got 0' % name

@@ -64,3 +64,19 @@ def test_units_are_required(run_module):
 def test_expect_empty_must_be_a_boolean(run_module):
     result = run_module(unit_processes, {'units': ['model-server@llama.service'], 'expect_empty': 'perhaps'}, expect_failed=True)
     assert 'expect_empty' in result['msg'] and 'bool' in result['msg']
+
+
+@pytest.mark.parametrize('name,words', [
+    ('model\x00server', "units[0] ('model\\x00server') contains a NUL byte"),
+    ('a/b.service', "units[0] ('a/b.service') contains '/'"),
+])
+def test_unit_names_no_unit_can_have_are_refused(proc_tree, run_module, name, words):
+    result = run_module(unit_processes, {'units': [name]}, expect_failed=True)
+    assert result['msg'].startswith(words) and result['empty'] is None and result['count'] is None
+
+
+def test_unlistable_proc_is_unknown_not_empty(tmp_path, monkeypatch, run_module):
+    monkeypatch.setattr(_procs, 'PROC_ROOT', str(tmp_path / 'no-proc'))
+    result = run_module(unit_processes, {'units': ['model-server@llama']}, expect_failed=True)
+    assert result['msg'].startswith('cannot list the processes in %s' % (tmp_path / 'no-proc'))
+    assert 'unknown' in result['msg'] and result['empty'] is None and result['count'] is None

@@ -38,6 +38,11 @@ def named(text, unit):
     return with_props(text, Id=unit, Names=unit)
 
 
+def verb_units(fake):
+    """C((verb, unit)) of each systemctl call C(fake) received (the unit is the last argument, after C(--))."""
+    return [(c[0], c[-1] if c[0] != 'daemon-reload' else None) for c in fake.calls]
+
+
 class FakeSystemd(object):
     """Replays systemctl: C(show) prints the unit's current text; C(stop) moves it to its after-text.
 
@@ -63,7 +68,10 @@ class FakeSystemd(object):
         assert isinstance(argv, list) and argv[0] == SYSTEMCTL
         self.calls.append(argv[1:])
         verb = argv[1]
-        unit = argv[2] if verb == 'show' else argv[-1]
+        if verb != 'daemon-reload':
+            # Every unit name comes last, after '--', so none can be read as an option.
+            assert argv[-2] == '--' and argv.count('--') == 1, 'unit name not alone after --: %r' % (argv,)
+        unit = argv[-1]
         if verb in self.fail:
             return self.fail[verb]
         if verb == 'show':
@@ -126,7 +134,7 @@ def test_clean_stop_is_classified_after_the_stop(run):
     assert (rec['active_state'], rec['sub_state']) == ('inactive', 'dead')
     assert rec['timeout_stop_sec'] == 90.0 and rec['stop_seconds'] is not None and rec['stop_seconds'] >= 0
     assert rec['disabled'] is False and rec['masked'] is False and rec['error'] is None
-    assert [c[:2] for c in fake.calls] == [['show', LLAMA], ['stop', LLAMA], ['show', LLAMA]]
+    assert verb_units(fake) == [('show', LLAMA), ('stop', LLAMA), ('show', LLAMA)]
     assert 'stopped in' in result['msg'] and 'clean' in result['msg']
     assert result['failed_units'] == []
 
@@ -141,7 +149,7 @@ def test_timeout_fails_and_still_returns_every_record(run):
     assert result['failed_units'] == [LLAMA]
     assert LLAMA in result['msg'] and 'SIGKILL' in result['msg'] and 'What to do' in result['msg']
     # units stopped in the order given, the second even though the first failed
-    stops = [c[1] for c in fake.calls if c[0] == 'stop']
+    stops = [c[-1] for c in fake.calls if c[0] == 'stop']
     assert stops == [LLAMA, MISTRAL]
 
 
@@ -197,7 +205,7 @@ def test_disable_and_mask_then_idempotent(run):
     assert not failed and result['changed']
     rec = result['units'][0]
     assert rec['disabled'] and rec['masked'] and rec['unit_file_state'] == 'masked'
-    assert [c for c in fake.calls if c[0] in ('disable', 'mask')] == [['disable', LLAMA], ['mask', LLAMA]]
+    assert [c for c in fake.calls if c[0] in ('disable', 'mask')] == [['disable', '--', LLAMA], ['mask', '--', LLAMA]]
     assert result['diff']['before'][LLAMA] == {'active_state': 'active', 'unit_file_state': 'enabled', 'masked': False}
     assert result['diff']['after'][LLAMA] == {'active_state': 'inactive', 'unit_file_state': 'masked', 'masked': True}
     fake.calls = []
@@ -212,7 +220,7 @@ def test_runtime_enable_and_runtime_mask(run):
     failed, result = run(fake, {'units': [LLAMA], 'disable': True, 'mask': True, 'mask_runtime': True})
     assert not failed
     changes = [c for c in fake.calls if c[0] in ('disable', 'mask')]
-    assert changes == [['disable', '--runtime', LLAMA], ['mask', '--runtime', LLAMA]]
+    assert changes == [['disable', '--runtime', '--', LLAMA], ['mask', '--runtime', '--', LLAMA]]
     assert result['units'][0]['unit_file_state'] == 'masked-runtime'
 
 
@@ -300,3 +308,55 @@ def test_argument_errors(run, args, words):
     failed, result = run(fake, args)
     assert failed and words in result['msg']
     assert not [c for c in fake.calls if c[0] == 'stop']
+
+
+# --- bad input from the sweep: never a traceback, never an option for systemctl ---------------------
+
+@pytest.mark.parametrize('value,words', [
+    ('nan', 'timeout_stop_sec must be a finite number of seconds, got nan'),
+    ('inf', 'timeout_stop_sec must be a finite number of seconds, got inf'),
+    ('-inf', 'timeout_stop_sec must be a finite number of seconds, got -inf'),
+    (float('nan'), 'timeout_stop_sec must be a finite number of seconds, got nan'),
+    (0.0004, 'timeout_stop_sec must be at least 0.001 seconds (systemd reads a shorter one as 0, which means no timeout), '
+             'got 0.0004'),
+])
+def test_non_finite_or_tiny_timeout_on_an_active_unit_is_refused(run, monkeypatch, tmp_path, value, words):
+    monkeypatch.setattr(_systemd, 'RUNTIME_UNIT_DIR', str(tmp_path / 'run'))
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    failed, result = run(fake, {'units': [LLAMA], 'timeout_stop_sec': value})
+    assert failed and result['msg'] == words
+    assert fake.calls == [] and not (tmp_path / 'run').exists()
+
+
+@pytest.mark.parametrize('name,words', [
+    ('model\x00server', "units[0] ('model\\x00server') contains a NUL byte, which no systemd unit name contains"),
+    ('model\nserver', "units[0] ('model\\nserver') contains the control character '\\n'"),
+    ('../../etc/x', "units[0] ('../../etc/x') contains '/'"),
+])
+def test_unit_names_no_unit_can_have_are_refused(run, name, words):
+    fake = FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])})
+    failed, result = run(fake, {'units': [name]})
+    assert failed and result['msg'].startswith(words) and fake.calls == []
+
+
+@pytest.mark.parametrize('check_mode', [False, True])
+@pytest.mark.parametrize('name', ['--now', '-.mount', '--no-block'])
+def test_unit_names_starting_with_dash_go_after_double_dash(run, name, check_mode):
+    unit = _systemd.normalize_unit_name(name)
+    fake = FakeSystemd({unit: (RUNNING, AFTER['clean'])})  # FakeSystemd asserts the '--' on every call
+    failed, result = run(fake, {'units': [name], 'disable': True, 'mask': True}, check_mode=check_mode)
+    assert not failed and result['units'][0]['unit'] == unit
+    assert all(c[-2:] == ['--', unit] for c in fake.calls)
+    assert [c[0] for c in fake.calls] == (['show'] if check_mode else ['show', 'stop', 'show', 'disable', 'mask', 'show'])
+
+
+def test_result_timeout_with_exit_status_0_is_explained_as_what_it_was(run):
+    after = dict(AFTER['timeout'], ExecMainCode='1', ExecMainStatus='0')
+    failed, result = run(FakeSystemd({LLAMA: (RUNNING, after)}), {'units': [LLAMA]})
+    rec = result['units'][0]
+    assert failed and rec['classification'] == 'timeout' and rec['exit'] == 'exited with status 0'
+    assert rec['explanation'].startswith('ran past a stop timeout (Result=timeout), but its main process exited with '
+                                         'status 0 on its own, not killed with SIGKILL')
+    assert 'was killed with SIGKILL' not in result['msg'] and 'journalctl -u %s' % LLAMA in result['msg']
+    failed, result = run(FakeSystemd({LLAMA: (RUNNING, after)}), {'units': [LLAMA], 'fail_on': ['timeout_killed']})
+    assert not failed and result['units'][0]['classification'] == 'timeout'
