@@ -78,6 +78,15 @@ def _is_number(value):
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+# The command-line tools, in the order O(backend=auto) prefers them when their path is given: backend name,
+# its path option, and the name of its query function in _gpu (looked up at call time).
+TOOLS = (
+    ('nvidia-smi', 'nvidia_smi_path', 'query_nvidia_smi'),
+    ('amd-smi', 'amd_smi_path', 'query_amd_smi'),
+    ('rocm-smi', 'rocm_smi_path', 'query_rocm_smi'),
+)
+
+
 def _validate(params):
     """The first problem with C(params) that C(AnsibleModule) does not catch itself, or C(None)."""
     for key, value, requirements in MODULE_KWARGS['required_if']:
@@ -85,14 +94,14 @@ def _validate(params):
             missing = [name for name in requirements if params.get(name) is None]
             if missing:
                 return '%s is %s but all of the following are missing: %s' % (key, value, ', '.join(missing))
-    for name in ('nvidia_smi_path', 'amd_smi_path', 'rocm_smi_path'):
+    for tool, name, _query in TOOLS:
         value = params.get(name)
         if value is not None and (not isinstance(value, str) or '\x00' in value):
             return '%s must be a path without NUL bytes, got %r' % (name, value)
         if value is not None and not value.startswith('/'):
             # A relative name would run whatever the PATH (or the working directory) holds under that name.
             return ('%s must be the absolute path of the %s executable (e.g. /usr/bin/%s), got %r'
-                    % (name, name[:-len('_path')].replace('_', '-'), name[:-len('_path')].replace('_', '-'), value))
+                    % (name, tool, tool, value))
     if params.get('unit'):
         problem = _systemd.unit_name_problem(params['unit'])
         if problem:
@@ -190,24 +199,15 @@ def _with_deadline(run_command, get_bin_path, seconds):
 
 def _make_query(run_command, get_bin_path, backend, params, tool_timeout=TOOL_TIMEOUT):
     """A callable returning one snapshot of C(backend); raises C(GpuError) when the tool is missing."""
-    if backend == 'nvidia-smi':
-        path = params.get('nvidia_smi_path') or get_bin_path('nvidia-smi')
-        if not path:
-            raise _gpu.GpuError('nvidia-smi is not on the PATH; set nvidia_smi_path, or choose another backend', kind='tool_missing')
-        run = _with_deadline(run_command, get_bin_path, tool_timeout)
-        return lambda: _gpu.query_nvidia_smi(run, path)
-    if backend == 'amd-smi':
-        path = params.get('amd_smi_path') or get_bin_path('amd-smi')
-        if not path:
-            raise _gpu.GpuError('amd-smi is not on the PATH; set amd_smi_path, or choose another backend', kind='tool_missing')
-        run = _with_deadline(run_command, get_bin_path, tool_timeout)
-        return lambda: _gpu.query_amd_smi(run, path)
-    if backend == 'rocm-smi':
-        path = params.get('rocm_smi_path') or get_bin_path('rocm-smi')
-        if not path:
-            raise _gpu.GpuError('rocm-smi is not on the PATH; set rocm_smi_path, or choose another backend', kind='tool_missing')
-        run = _with_deadline(run_command, get_bin_path, tool_timeout)
-        return lambda: _gpu.query_rocm_smi(run, path)
+    for tool, option, query_name in TOOLS:
+        if backend == tool:
+            path = params.get(option) or get_bin_path(tool)
+            if not path:
+                raise _gpu.GpuError('%s is not on the PATH; set %s, or choose another backend' % (tool, option),
+                                    kind='tool_missing')
+            run = _with_deadline(run_command, get_bin_path, tool_timeout)
+            query = getattr(_gpu, query_name)
+            return lambda: query(run, path)
     if backend == 'nvml':
         nvml = _gpu.import_pynvml()
         return lambda: _gpu.query_nvml(nvml)
@@ -272,12 +272,9 @@ class GpuReleaseChecker(object):
                                       if unit else (None, None))
 
         requested = params['backend']
-        if requested == 'auto' and params['nvidia_smi_path']:
-            requested = 'nvidia-smi'
-        elif requested == 'auto' and params['amd_smi_path']:
-            requested = 'amd-smi'
-        elif requested == 'auto' and params['rocm_smi_path']:
-            requested = 'rocm-smi'
+        if requested == 'auto':
+            # A given tool path picks its tool.
+            requested = next((tool for tool, option, _query in TOOLS if params[option]), 'auto')
         backend = _gpu.choose_backend(requested, self.get_bin_path, _gpu.import_pynvml() if requested == 'auto' else None)
         result['backend'] = backend
 
