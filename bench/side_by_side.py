@@ -526,20 +526,26 @@ def parse_args(argv=None):
         args.min_available = int(args.min_available)
     except ValueError:
         pass  # a percentage such as 50%
-    if args.boot_timeout is None:
-        args.boot_timeout = 60.0 + 5 * (args.hosts + 1)
-    if args.up_timeout is None:
-        args.up_timeout = 60.0 + args.hosts
+    default_waits(args)
     return args
 
 
-def _terminate(signum, _frame):
+def default_waits(args):
+    """Fill in the systemd boot and HAProxy UP deadlines the fleet's size needs, where not given."""
+    if getattr(args, 'boot_timeout', None) is None:
+        args.boot_timeout = 60.0 + 5 * (args.hosts + 1)
+    if getattr(args, 'up_timeout', None) is None:
+        args.up_timeout = 60.0 + args.hosts
+
+
+def terminate_on_sigterm(signum, _frame):
+    """SIGTERM handler: end the run as Ctrl-C does, so the fleet is torn down."""
     raise KeyboardInterrupt('signal %d' % signum)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGTERM, terminate_on_sigterm)
     return run_and_show(SideBySide(args), show, args.json)
 
 

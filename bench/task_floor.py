@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 from rollout_floor import REPO, run_and_show, say  # noqa: E402  pylint: disable=wrong-import-position
-from side_by_side import SideBySide  # noqa: E402  pylint: disable=wrong-import-position
+from side_by_side import SideBySide, default_waits, terminate_on_sigterm  # noqa: E402  pylint: disable=wrong-import-position
 
 TASKS = ('raw', 'ping', 'host_shutdown')
 
@@ -157,24 +157,15 @@ def parse_args(argv=None):
     args.forks = max(args.sizes)
     args.service_time, args.rate, args.warmup, args.cooldown = 3.0, 5.0, 0.0, 0.0
     args.anchor_wait_interval, args.only = 5, 'ours'
-    args.boot_timeout = 60.0 + 5 * (args.hosts + 1)
-    args.up_timeout = 60.0 + args.hosts
-    if args.reuse:
-        args.keep = True
+    default_waits(args)
     return args
-
-
-def _terminate(signum, _frame):
-    raise KeyboardInterrupt('signal %d' % signum)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    signal.signal(signal.SIGTERM, _terminate)
-    bench = TaskFloor(args)
-    if args.reuse:
-        bench.created = False  # not ours to remove
-    return run_and_show(bench, show, args.json)
+    signal.signal(signal.SIGTERM, terminate_on_sigterm)
+    # With --reuse the fleet is not created here, so teardown leaves it alone (Bench.created stays False).
+    return run_and_show(TaskFloor(args), show, args.json)
 
 
 if __name__ == '__main__':
