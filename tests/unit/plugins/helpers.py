@@ -13,7 +13,10 @@ C(ansible_collections.modelops.shutdown.tests.unit.plugins.helpers).
 * Servers on 127.0.0.1: C(serve_http), C(QuietHandler), C(LocalHTTPServer) and C(send_reply) to build
   them; C(MetricsServer) (a Prometheus endpoint),
   C(RequeueEndpoint) (a resubmission endpoint), C(FakeHAProxySocket) (a runtime API socket that
-  answers every command with one text). The load balancer stand-ins are in C(module_utils/lb_fakes.py).
+  answers every command with one text), C(ThreadedServer) and C(read_command) to build socket servers
+  that answer each connection in its own thread. The load balancer stand-ins are in C(module_utils/lb_fakes.py).
+* Running a module's C(main()): C(module_args) (with the check/diff flags), C(AnsibleExitJson), C(AnsibleFailJson)
+  and the C(exit_json) / C(fail_json) stand-ins that raise them (C(tests/unit/plugins/modules/conftest.py) and the property tests use them).
 """
 
 from __future__ import annotations
@@ -40,6 +43,47 @@ needs_haproxy = pytest.mark.skipif(_haproxy is None, reason=HAPROXY_SKIP or 'n/a
 
 FIXTURES = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'fixtures')
 HAPROXY_STAT_CSV = 'haproxy_show_stat_csv_v2.7.1_otel.csv'
+
+
+# --------------------------------------------------------------------------------------------- module runs
+
+class AnsibleExitJson(Exception):
+    """Raised by the patched C(exit_json); C(result) is what the module returned."""
+
+    def __init__(self, result):
+        super(AnsibleExitJson, self).__init__('exit_json')
+        self.result = result
+
+
+class AnsibleFailJson(Exception):
+    """Raised by the patched C(fail_json); C(result) is what the module returned, C(msg) included."""
+
+    def __init__(self, result):
+        super(AnsibleFailJson, self).__init__(result.get('msg', ''))
+        self.result = result
+
+
+def module_args(args, check_mode=False, diff=False):
+    """A copy of C(args) as a module receives them, with the check and diff mode flags Ansible adds."""
+    args = dict(args)
+    if check_mode:
+        args['_ansible_check_mode'] = True
+    if diff:
+        args['_ansible_diff'] = True
+    return args
+
+
+def exit_json(_self, **kwargs):
+    """Stand-in for C(AnsibleModule.exit_json): raises C(AnsibleExitJson) with the result."""
+    kwargs.setdefault('changed', False)
+    raise AnsibleExitJson(kwargs)
+
+
+def fail_json(_self, msg, **kwargs):
+    """Stand-in for C(AnsibleModule.fail_json): raises C(AnsibleFailJson) with the result, C(failed) set."""
+    kwargs['msg'] = msg
+    kwargs['failed'] = True
+    raise AnsibleFailJson(kwargs)
 
 
 # --------------------------------------------------------------------------------------------- captures
@@ -246,16 +290,25 @@ class RequeueEndpoint(LocalHTTPServer):
         self.url = '%s://127.0.0.1:%d/v1/requeue' % ('https' if cert else 'http', self.httpd.server_address[1])
 
 
-class FakeHAProxySocket(object):
-    """A UNIX socket answering every command with C(answer) (text, or a callable returning it), like HAProxy's
-    non-interactive mode. Records every command received in C(commands)."""
+def read_command(conn):
+    """Read one runtime-API command from C(conn): bytes up to and including the first newline (or all until EOF)."""
+    data = b''
+    while not data.endswith(b'\n'):
+        chunk = conn.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
 
-    def __init__(self, path):
-        self.path = path
-        self.answer = ''
-        self.commands = []
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
+
+class ThreadedServer(object):
+    """A listening socket (C(sock), bound) whose every connection goes to C(handle(conn)) in its own thread,
+    so that a slow or silent answer holds up nothing else. C(handle) closes nothing: the connection is closed
+    after it returns; an C(OSError) in it (the client gone) is ignored."""
+
+    def __init__(self, sock, handle):
+        self.sock = sock
+        self.handle = handle
         self.sock.listen(8)
         threading.Thread(target=self.serve, daemon=True).start()
 
@@ -265,16 +318,32 @@ class FakeHAProxySocket(object):
                 conn = self.sock.accept()[0]
             except OSError:
                 return
-            with conn:
-                data = b''
-                while not data.endswith(b'\n'):
-                    chunk = conn.recv(4096)
-                    if not chunk:
-                        break
-                    data += chunk
-                self.commands.append(data.decode())
-                answer = self.answer() if callable(self.answer) else self.answer  # pylint: disable=not-callable
-                conn.sendall(answer.encode())
+            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
+
+    def _run(self, conn):
+        with conn:
+            try:
+                self.handle(conn)
+            except OSError:
+                pass
 
     def close(self):
         self.sock.close()
+
+
+class FakeHAProxySocket(ThreadedServer):
+    """A UNIX socket answering every command with C(answer) (text, or a callable returning it), like HAProxy's
+    non-interactive mode. Records every command received in C(commands)."""
+
+    def __init__(self, path):
+        self.path = path
+        self.answer = ''
+        self.commands = []
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        super(FakeHAProxySocket, self).__init__(sock, self.reply)
+
+    def reply(self, conn):
+        self.commands.append(read_command(conn).decode())
+        answer = self.answer() if callable(self.answer) else self.answer  # pylint: disable=not-callable
+        conn.sendall(answer.encode())

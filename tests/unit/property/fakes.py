@@ -55,6 +55,9 @@ from hypothesis import assume
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
+    AnsibleExitJson, AnsibleFailJson, exit_json, fail_json, module_args)
+
 COLLECTION = 'ansible_collections.modelops.shutdown'
 PLUGINS = COLLECTION + '.plugins.'
 
@@ -63,18 +66,6 @@ MAX_OS_SECONDS = (2 ** 63 - 1) / 1e9
 
 
 # --------------------------------------------------------------------------------------------- outcomes
-
-class AnsibleExitJson(Exception):
-    def __init__(self, result):
-        super(AnsibleExitJson, self).__init__('exit_json')
-        self.result = result
-
-
-class AnsibleFailJson(Exception):
-    def __init__(self, result):
-        super(AnsibleFailJson, self).__init__(result.get('msg', ''))
-        self.result = result
-
 
 class HarnessStop(BaseException):
     """Raised by a fake to end a run early. A BaseException, so that no C(except Exception) of a module swallows it."""
@@ -818,24 +809,11 @@ def sendable(value):
 def run_main(module, args, world, check_mode=False, diff=False, clock=None):
     """Run C(module.main()) with C(args) on C(world); return an C(Outcome). See the module docstring."""
     clock = clock or FakeClock()
-    args = dict(args)
     # A controller sends module arguments as UTF-8 JSON, which cannot carry a lone surrogate: the
     # controller refuses such a value before any module runs, so it is no input a module can get.
     assume(sendable(args))
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    if diff:
-        args['_ansible_diff'] = True
+    args = module_args(args, check_mode, diff)
     warnings = []
-
-    def _exit_json(self, **kwargs):
-        kwargs.setdefault('changed', False)
-        raise AnsibleExitJson(kwargs)
-
-    def _fail_json(self, msg, **kwargs):
-        kwargs['msg'] = msg
-        kwargs['failed'] = True
-        raise AnsibleFailJson(kwargs)
 
     def _warn(self, warning):
         warnings.append(warning)
@@ -849,7 +827,7 @@ def run_main(module, args, world, check_mode=False, diff=False, clock=None):
             self.fail_json(msg='Failed to find required executable "%s" in paths: /usr/bin' % name)
         return path
 
-    patches = dict(exit_json=_exit_json, fail_json=_fail_json, warn=_warn, run_command=_run_command,
+    patches = dict(exit_json=exit_json, fail_json=fail_json, warn=_warn, run_command=_run_command,
                    get_bin_path=_get_bin_path, _log_invocation=lambda self: None)
     result = None
     cut_short = False

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import socket
-import threading
 import time
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _haproxy as hp
-from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import HAPROXY_STAT_CSV as HAPROXY_CSV, free_port, read_fixture
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
+    HAPROXY_STAT_CSV as HAPROXY_CSV, ThreadedServer, free_port, read_command, read_fixture)
 from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.lb_fakes import FakeHAProxy, SilentSocket
 
 
@@ -383,40 +383,20 @@ def test_show_stat_error_answer_names_the_socket(fake):
 
 # ----------------------------------------------------------------------------------------- bad input, bad answers
 
-class ScriptedSocket(object):
+class ScriptedSocket(ThreadedServer):
     """A UNIX socket that reads one command per connection and hands the connection to C(reply(conn, command))."""
 
     def __init__(self, path, reply):
         self.path = path
         self.reply = reply
-        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        self.sock.bind(path)
-        self.sock.listen(8)
-        threading.Thread(target=self.serve, daemon=True).start()
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.bind(path)
+        super(ScriptedSocket, self).__init__(sock, self.answer)
 
-    def serve(self):
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            threading.Thread(target=self.handle, args=(conn,), daemon=True).start()
-
-    def handle(self, conn):
-        with conn:
-            data = b''
-            while not data.endswith(b'\n'):
-                chunk = conn.recv(4096)
-                if not chunk:
-                    return
-                data += chunk
-            try:
-                self.reply(conn, data.decode().rstrip('\n'))
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
+    def answer(self, conn):
+        data = read_command(conn)
+        if data.endswith(b'\n'):  # a client that hung up before its command ended gets no answer
+            self.reply(conn, data.decode().rstrip('\n'))
 
 
 @pytest.fixture

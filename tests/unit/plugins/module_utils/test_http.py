@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
-import threading
 import time
 
 import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _http
 from ansible_collections.modelops.shutdown.plugins.module_utils._http import HttpError, request
-from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import MetricsServer, free_port
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import MetricsServer, ThreadedServer, free_port
 
 TOKEN = 's3cr3t-tok3n'
 
@@ -24,35 +23,20 @@ def server():
         yield srv
 
 
-class RawServer(object):
-    """A TCP server on 127.0.0.1 that hands every connection to C(handle(conn)) in a thread (for slow answers)."""
+class RawServer(ThreadedServer):
+    """A TCP server on 127.0.0.1 that reads the request and hands every connection to C(handle(conn)) in a thread
+    (for slow answers)."""
 
     def __init__(self, handle):
-        self.handle = handle
-        self.sock = socket.socket()
-        self.sock.bind(('127.0.0.1', 0))
-        self.sock.listen(8)
-        self.url = 'http://127.0.0.1:%d/metrics' % self.sock.getsockname()[1]
-        threading.Thread(target=self.serve, daemon=True).start()
+        self.answer = handle
+        sock = socket.socket()
+        sock.bind(('127.0.0.1', 0))
+        self.url = 'http://127.0.0.1:%d/metrics' % sock.getsockname()[1]
+        super(RawServer, self).__init__(sock, self.read_then_answer)
 
-    def serve(self):
-        while True:
-            try:
-                conn = self.sock.accept()[0]
-            except OSError:
-                return
-            threading.Thread(target=self._run, args=(conn,), daemon=True).start()
-
-    def _run(self, conn):
-        with conn:
-            conn.recv(65536)
-            try:
-                self.handle(conn)
-            except OSError:
-                pass
-
-    def close(self):
-        self.sock.close()
+    def read_then_answer(self, conn):
+        conn.recv(65536)
+        self.answer(conn)
 
 
 def trickle(data, pause=0.1):

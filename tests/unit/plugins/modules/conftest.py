@@ -38,41 +38,13 @@ import pytest
 from ansible.module_utils import basic
 from ansible.module_utils.testing import patch_module_args
 
-
-class AnsibleExitJson(Exception):
-    """Raised by the patched C(exit_json); C(result) is what the module returned."""
-
-    def __init__(self, result):
-        super(AnsibleExitJson, self).__init__('exit_json')
-        self.result = result
-
-
-class AnsibleFailJson(Exception):
-    """Raised by the patched C(fail_json); C(result) is what the module returned, C(msg) included."""
-
-    def __init__(self, result):
-        super(AnsibleFailJson, self).__init__(result.get('msg', ''))
-        self.result = result
-
-
-def _exit_json(self, **kwargs):
-    kwargs.setdefault('changed', False)
-    raise AnsibleExitJson(kwargs)
-
-
-def _fail_json(self, msg, **kwargs):
-    kwargs['msg'] = msg
-    kwargs['failed'] = True
-    raise AnsibleFailJson(kwargs)
+from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import (
+    AnsibleExitJson, AnsibleFailJson, exit_json, fail_json, module_args)
 
 
 def run_module(module, args, check_mode=False, diff=False, expect_failed=None, run_command=None, bin_paths=None):
     """Run C(module.main()) with C(args) (a dict of module options); return the result dict."""
-    args = dict(args)
-    if check_mode:
-        args['_ansible_check_mode'] = True
-    if diff:
-        args['_ansible_diff'] = True
+    args = module_args(args, check_mode, diff)
     warnings = []
 
     def _warn(self, warning):
@@ -84,7 +56,7 @@ def run_module(module, args, check_mode=False, diff=False, expect_failed=None, r
     def _get_bin_path(_self, name, *_args, **_kwargs):
         return bin_paths.get(name)
 
-    patches = {'exit_json': _exit_json, 'fail_json': _fail_json, 'warn': _warn}
+    patches = {'exit_json': exit_json, 'fail_json': fail_json, 'warn': _warn}
     if run_command is not None:
         patches['run_command'] = _run_command
     if bin_paths is not None:
