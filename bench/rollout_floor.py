@@ -113,7 +113,10 @@ def inventory(args):
                             'drain_load_balancers': [{
                                 'name': lb, 'delegate_to': lb,
                                 'haproxy': {'socket': '/run/haproxy/admin.sock', 'backend': 'models',
-                                            'server': '{{ inventory_hostname }}'}}],
+                                            'server': '{{ inventory_hostname }}'},
+                                # The host's own way to its LB, for the re-check before its stop.
+                                'from_host': {'haproxy': {'host': lb, 'port': 9999, 'backend': 'models',
+                                                          'server': '{{ inventory_hostname }}'}}}],
                             'stop_units': ['model-server@llama.service'],
                             'verify_units': '{{ stop_units }}',
                             'verify_ports': [8000],

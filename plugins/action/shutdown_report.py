@@ -58,6 +58,7 @@ class ActionModule(ActionBase):
                                     halted=args['halted'], halt_reason=args['halt_reason'])
         except AnsibleFilterError as exc:
             return dict(result, failed=True, msg=str(exc))
+        report['journal'] = args['journal']
         name = args['name'] or 'shutdown-%s' % report['run_id']
         paths = {'json': os.path.join(args['dest'], name + '.json')}
         if args['markdown']:

@@ -127,6 +127,7 @@ def _host_record(name, data):
     verify = _dict(record.get('verify'), '%s.record.verify' % name)
     timings = _dict(record.get('timings'), '%s.record.timings' % name)
     gpu = _dict(verify.get('gpu'), '%s.record.verify.gpu' % name)
+    guard = _dict(record.get('lb_guard'), '%s.record.lb_guard' % name)
     refused = [r for r, dummy in marks if r.get('failed')]
     if refused and not record:
         status, step = ('refused', 'budget') if refused[0].get('refused') else ('failed', 'mark')
@@ -186,6 +187,13 @@ def _host_record(name, data):
         # None is "no task log" (not checked, or none found), never 0.
         'incomplete_count': _count(verify.get('incomplete_count'), name + '.record.verify.incomplete_count'),
         'put_back': restored,
+        # on_timeout=proceed: requests still in flight when the host was stopped anyway (cut, unless the server
+        # finished them itself on SIGTERM).
+        'in_flight_at_stop': _count(record.get('in_flight_at_stop'), name + '.record.in_flight_at_stop'),
+        'lb_came_back': _count(guard.get('came_back'), name + '.record.lb_guard.came_back') or 0,
+        'lb_escalated': bool(guard.get('escalated')),
+        'lb_events': [dict((key, e.get(key)) for key in ('at', 'event', 'lb', 'seen', 'set', 'error') if e.get(key) is not None)
+                      for e in _list(guard.get('events'), name + '.record.lb_guard.events') if isinstance(e, Mapping)],
     }
 
 
@@ -240,6 +248,9 @@ def rollout_report(hosts, mode='run', halted=False, halt_reason='', finished_at=
         'by_status': by_status,
         'in_flight_at_mark_total': sum(r['in_flight_at_mark'] or 0 for r in records),
         'incomplete_total': sum(r['incomplete_count'] or 0 for r in records),
+        'in_flight_at_stop_total': sum(r['in_flight_at_stop'] or 0 for r in records),
+        'lb_came_back_total': sum(r['lb_came_back'] for r in records),
+        'lb_escalated': len([r for r in records if r['lb_escalated']]),
         'no_task_log': len([r for r in records if r['incomplete_count'] is None and r['status'] == 'done']),
         'gpu_not_released': len([r for r in records if r['gpu_released'] is False]),
         'duration_seconds': _round(duration),

@@ -149,8 +149,12 @@ class DrainWaiter(object):
     unless the task should fail. Warnings go to C(warn) and to C(self.warnings).
     """
 
-    def __init__(self, params, check_mode=False, warn=None, clock=time.monotonic, wall=time.time, sleep=time.sleep):
+    def __init__(self, params, check_mode=False, warn=None, clock=time.monotonic, wall=time.time, sleep=time.sleep,
+                 guard=None):
         self.params = _with_defaults(argument_spec(), params)
+        # Called at each poll with (seconds since the start, in flight); True when a load balancer had put the
+        # instance back and it was drained again: that poll does not count towards the quiet period.
+        self._guard = guard
         self.check_mode = check_mode
         self.warnings = []
         self._warn = warn
@@ -195,7 +199,8 @@ class DrainWaiter(object):
         in_flight, values, details = _inflight.read_all(self.sources)
         self._last = {'values': values, 'details': details}
         self._history.append(in_flight)
-        if in_flight == 0:
+        came_back = bool(self._guard(self._elapsed(), in_flight)) if self._guard is not None else False
+        if in_flight == 0 and not came_back:
             if self._zero_since is None:
                 self._zero_since = round(self._wall(), 3)
         else:
@@ -205,6 +210,9 @@ class DrainWaiter(object):
             del self._samples[1]
             self._dropped += 1
         self._samples.append(sample)
+        if came_back:
+            sample['lb_came_back'] = True
+            return {'in_flight': in_flight, 'sources': values, 'came_back': True}
         return {'in_flight': in_flight, 'sources': values}
 
     def _describe_sources(self):
@@ -254,7 +262,8 @@ class DrainWaiter(object):
             if self.check_mode:
                 value = self._probe()
                 return self._result(value['in_flight'] == 0, waited=self._samples[-1]['t']), None
-            polled = poll_until(self._probe, lambda value: value['in_flight'] == 0, timeout=params['timeout'],
+            polled = poll_until(self._probe, lambda value: value['in_flight'] == 0 and not value.get('came_back'),
+                                timeout=params['timeout'],
                                 interval=params['poll_interval'], quiet_period=params['quiet_period'],
                                 max_samples=params['max_samples'], clock=self._clock, sleep=self._sleep, started=self._start)
         except _inflight.InFlightError as exc:
@@ -263,7 +272,8 @@ class DrainWaiter(object):
                 msg = '%s (after %d successful reads; the last one counted %s in flight)' % (msg, len(self._history), self._history[-1])
             return self._result(False), msg
 
-        samples = [{'t': s['t'], 'in_flight': s['value']['in_flight'], 'sources': s['value']['sources']} for s in polled.samples]
+        samples = [dict({'t': s['t'], 'in_flight': s['value']['in_flight'], 'sources': s['value']['sources']},
+                        **({'lb_came_back': True} if s['value'].get('came_back') else {})) for s in polled.samples]
         result = self._result(polled.satisfied, samples=samples, dropped=polled.samples_dropped, waited=polled.waited_seconds)
         if polled.satisfied:
             return result, None

@@ -11,15 +11,85 @@ measured here (wall clock for timestamps, monotonic for durations).
 
 from __future__ import annotations
 
+import errno
+import fcntl
+import json
+import os
 import socket
 import time
 
-from ansible_collections.modelops.shutdown.plugins.module_utils import _drain, _gpu_check, _netstat, _policy, _procs, _tasklog
-from ansible_collections.modelops.shutdown.plugins.module_utils import _unit_stop
+from ansible.module_utils.common.text.converters import to_text
+
+from ansible_collections.modelops.shutdown.plugins.module_utils import _drain, _gpu_check, _lb_guard, _netstat, _policy
+from ansible_collections.modelops.shutdown.plugins.module_utils import _procs, _tasklog, _unit_stop
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import iso
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
-from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite, validate
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite, validate
 
 ACTIVE_STATES = ('active', 'activating', 'deactivating', 'reloading')
+
+# A host found back in rotation this many times in a row fails instead of waiting for ever.
+MAX_DRAIN_ROUNDS = 3
+DEFAULT_LOCK_PATH = '/run/modelops-shutdown.lock'
+
+
+class LockBusy(Exception):
+    """Another run works on this host; the message names it."""
+
+
+class HostLock(object):
+    """An flock held while this host is drained, stopped and verified, so that two runs (or an earlier run's
+    module left running by a controller that died) never work on one host at once. Released when the
+    process ends, however it ends."""
+
+    def __init__(self, path, run_id, wall=time.time):
+        self.path = path
+        self.run_id = run_id
+        self.wall = wall
+        self.fd = None
+
+    def _holder(self):
+        try:
+            with open(self.path) as handle:
+                holder = json.loads(handle.read(4096) or '{}')
+            return holder if isinstance(holder, dict) else {}
+        except (IOError, OSError, ValueError):
+            return {}
+
+    def _busy(self):
+        holder = self._holder()
+        return LockBusy('another shutdown run works on this host: pid %s of run %s, since %s (lock %s). Wait until it '
+                        'ends, or if its controller died, end it: kill %s on this host; then re-run.'
+                        % (holder.get('pid', '?'), holder.get('run', '?'), holder.get('started_at', '?'), self.path,
+                           holder.get('pid', '<pid>')))
+
+    def acquire(self, check_mode=False):
+        """Take the lock (check mode: only test it). Raises LockBusy, or OSError when the file cannot be opened."""
+        if check_mode:
+            if not os.path.exists(self.path):
+                return  # never taken on this host; check mode creates nothing
+            fd = os.open(self.path, os.O_RDONLY)
+        else:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, (fcntl.LOCK_SH if check_mode else fcntl.LOCK_EX) | fcntl.LOCK_NB)
+        except (IOError, OSError) as exc:
+            os.close(fd)
+            if exc.errno in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
+                raise self._busy()
+            raise
+        if check_mode:
+            os.close(fd)
+            return
+        self.fd = fd
+        os.ftruncate(fd, 0)
+        os.write(fd, json.dumps({'pid': os.getpid(), 'run': self.run_id, 'started_at': iso(self.wall())}).encode())
+        os.fsync(fd)
+
+    def release(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
 
 
 def verify_spec():
@@ -42,6 +112,16 @@ def _kwargs(module_kwargs):
 def parse_params(params):
     """Validate every phase's options with its own module's spec. Returns the validated phases; raises SpecError."""
     phases = {}
+    phases['guard'] = {
+        'load_balancers': _lb_guard.parse_entries(params.get('load_balancers')),
+        'sticky_grace': params.get('sticky_grace'),
+        'answer_timeout': 5.0 if params.get('lb_answer_timeout') is None else params['lb_answer_timeout'],
+    }
+    for name, value in (('sticky_grace', params.get('sticky_grace')), ('lb_answer_timeout', params.get('lb_answer_timeout'))):
+        if value is not None and (not finite(value) or value < 0 or value > MAX_SECONDS):
+            raise SpecError('%s must be a finite number of seconds from 0 to %s, got %s' % (name, MAX_SECONDS, value))
+    phases['run_id'] = params.get('run_id')
+    phases['lock_path'] = params.get('lock_path')
     if params.get('drain') is not None:
         drain = validate(_drain.argument_spec(), params['drain'], 'drain', **_kwargs(_drain.MODULE_KWARGS))
         if params.get('since') is not None:
@@ -95,20 +175,53 @@ class HostShutdown(object):
                                       clock=self.clock, wall=self.wall)
 
     def run(self):
-        started = self.wall()
-        record = {'changed': False, 'ok': False, 'status': 'running', 'failed_step': None, 'msg': '', 'host': self.host,
-                  'started_at': round(started, 3), 'finished_at': None, 'since': self.phases.get('drain', {}).get('since'),
-                  'drain': None, 'stop': None, 'policy': None, 'verify': None,
-                  'timings': {'drain_seconds': None, 'stop_seconds': None, 'floor_seconds': None}}
+        lock = HostLock(self.phases.get('lock_path') or DEFAULT_LOCK_PATH, self.phases.get('run_id'), wall=self.wall)
+        try:
+            lock.acquire(check_mode=self.check_mode)
+        except LockBusy as exc:
+            return self._empty_record('lock', to_text(exc))
+        except (IOError, OSError) as exc:
+            return self._empty_record('lock', 'cannot open the host lock %s on %s: %s' % (lock.path, self.host, to_text(exc)))
+        try:
+            return self._run()
+        finally:
+            lock.release()
+
+    def _new_record(self):
+        return {'changed': False, 'ok': False, 'status': 'running', 'failed_step': None, 'msg': '', 'host': self.host,
+                'started_at': round(self.wall(), 3), 'finished_at': None, 'since': self.phases.get('drain', {}).get('since'),
+                'drain': None, 'stop': None, 'policy': None, 'verify': None, 'lb_guard': None, 'in_flight_at_stop': None,
+                'run_id': self.phases.get('run_id'),
+                'timings': {'drain_seconds': None, 'stop_seconds': None, 'floor_seconds': None}}
+
+    def _empty_record(self, step, msg):
+        record = self._new_record()
+        record.update(status='failed', failed_step=step, msg=msg, finished_at=round(self.wall(), 3))
+        return record, msg
+
+    def _run(self):
+        record = self._new_record()
 
         def finish(status, step=None, msg=''):
             record.update(status=status, failed_step=step, msg=msg, ok=step is None,
                           finished_at=round(self.wall(), 3))
             record['changed'] = any((record.get(phase) or {}).get('changed') for phase in ('stop', 'policy', 'verify'))
+            if guard is not None:
+                record['lb_guard'] = {'load_balancers': guard.describe(), 'events': guard.events,
+                                      'events_dropped': guard.events_dropped, 'escalated': guard.escalated,
+                                      'came_back': sum(1 for e in guard.events if e['event'] == 'came_back'),
+                                      'read_errors': guard.read_errors}
             timings = record['timings']
             if timings['drain_seconds'] is not None or timings['stop_seconds'] is not None:
                 timings['floor_seconds'] = round((timings['drain_seconds'] or 0.0) + (timings['stop_seconds'] or 0.0), 3)
             return record, (msg if step else None)
+
+        guard_spec = self.phases.get('guard') or {}
+        guard = None
+        if guard_spec.get('load_balancers'):
+            guard = _lb_guard.LBGuard(guard_spec['load_balancers'], sticky_grace=guard_spec.get('sticky_grace'),
+                                      answer_timeout=guard_spec.get('answer_timeout', 5.0), check_mode=self.check_mode,
+                                      clock=self.clock, wall=self.wall, sleep=self.sleep)
 
         stop = self.phases['stop']
         # Units already stopped (a second run, or a host stopped by hand): nothing can be in flight.
@@ -120,17 +233,41 @@ class HostShutdown(object):
         record['already_down'] = already_down
 
         drain = self.phases.get('drain')
-        if drain is not None and not already_down:
-            result, failure = _drain.DrainWaiter(drain, check_mode=self.check_mode, warn=self.warn,
-                                                 clock=self.clock, wall=self.wall, sleep=self.sleep).run()
-            record['drain'] = result
-            since = drain.get('since')
-            if result.get('drained_at') is not None and since is not None:
-                record['timings']['drain_seconds'] = round(max(0.0, result['drained_at'] - since), 3)
-            elif result.get('waited_seconds') is not None:
-                record['timings']['drain_seconds'] = result['waited_seconds']
-            if failure:
-                return finish('failed', 'drain', failure)
+        first_since = (drain or {}).get('since')
+        if not already_down:
+            rounds = 0
+            while True:
+                rounds += 1
+                if drain is not None:
+                    result, failure = _drain.DrainWaiter(
+                        drain, check_mode=self.check_mode, warn=self.warn, clock=self.clock, wall=self.wall,
+                        sleep=self.sleep, guard=None if guard is None or self.check_mode else guard.on_poll).run()
+                    record['drain'] = result if rounds == 1 else dict(result, earlier_rounds=rounds - 1)
+                    if result.get('drained_at') is not None and first_since is not None:
+                        record['timings']['drain_seconds'] = round(max(0.0, result['drained_at'] - first_since), 3)
+                    elif result.get('waited_seconds') is not None:
+                        record['timings']['drain_seconds'] = result['waited_seconds']
+                    if failure:
+                        return finish('failed', 'drain', failure)
+                    # on_timeout=proceed: what the last round left in flight is cut by the stop.
+                    record['in_flight_at_stop'] = (result.get('in_flight_final')
+                                                   if not result.get('drained') and not self.check_mode else None)
+                if guard is None:
+                    break
+                came_back, failure = guard.confirm()
+                if failure:
+                    return finish('failed', 'recheck', '%s was not stopped: %s. Put it back into service, or once the '
+                                  'load balancer answers, restore it.' % (self.host, failure))
+                if not came_back:
+                    break
+                if rounds >= MAX_DRAIN_ROUNDS or drain is None:
+                    return finish('failed', 'recheck', '%s was not stopped: a load balancer put it back into rotation '
+                                  '%d time(s) while it drained (%s). Find what resets the state (an HAProxy reload '
+                                  'without a server-state file, a configuration tool) and re-run.'
+                                  % (self.host, rounds, ', '.join(sorted(set(e['lb'] for e in guard.events
+                                                                             if e['event'] == 'came_back')))))
+                # Drained again just now: wait for what it took in meanwhile, from this moment.
+                drain = dict(drain, since=round(self.wall(), 3))
 
         result, failure = self._stopper(self.check_mode).run(stop)
         record['stop'] = result

@@ -32,6 +32,11 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._spec import Spe
 
 BUDGET_OFF = (0, '0', '0%')
 
+# How far out of service each state is. A mark never moves a server towards service: a server an
+# operator put in maintenance stays there when the batch asks for draining (draining would let its
+# persistent clients back in), so nothing of it is changed and nothing has to be put back.
+OUT_OF_SERVICE_RANK = {'ready': 0, 'draining': 1, 'maintenance': 2}
+
 
 def iso(epoch):
     """ISO 8601 in UTC with an explicit offset, to the millisecond."""
@@ -54,9 +59,27 @@ class Member(object):
         return (opts.get('socket'), opts.get('host'), opts.get('port'), opts.get('timeout'))
 
 
+def parse_adapter_entry(entry, where, label, extra=()):
+    """Validate one C({<kind>: {...}} + extra keys) entry with the adapters' own specs. Returns C((kind, options))."""
+    specs = adapter_specs()
+    kinds = [kind for kind in KINDS if entry.get(kind) is not None]
+    unknown = sorted(set(entry) - set(KINDS) - set(extra))
+    if len(kinds) != 1 or unknown:
+        raise SpecError('%s (%s) must have exactly one of %s%s; it has %s' % (
+            where, label, ', '.join(KINDS), ' and no other key' if unknown else '',
+            ', '.join(kinds + unknown) or 'none'))
+    kind = kinds[0]
+    options = validate(specs[kind]['options'], entry[kind], '%s (%s).%s' % (where, label, kind),
+                       **dict((key, specs[kind][key]) for key in
+                              ('mutually_exclusive', 'required_one_of', 'required_together') if key in specs[kind]))
+    problems = adapter_problems(kind, options, '%s (%s).%s.' % (where, label, kind))
+    if problems:
+        raise SpecError('; '.join(problems))
+    return kind, options
+
+
 def parse_members(members, lb_name):
     """Validate C(members) (each C({host, <kind>: {...}})) with the adapters' own specs; return C(Member)s."""
-    specs = adapter_specs()
     parsed = []
     seen = set()
     for index, entry in enumerate(members):
@@ -66,19 +89,7 @@ def parse_members(members, lb_name):
         host = entry.get('host')
         if not isinstance(host, str) or not host:
             raise SpecError('%s has no host (the inventory name of the model host this entry serves)' % where)
-        kinds = [kind for kind in KINDS if entry.get(kind) is not None]
-        extra = sorted(set(entry) - set(KINDS) - set(['host']))
-        if len(kinds) != 1 or extra:
-            raise SpecError('%s (%s) must have exactly one of %s%s; it has %s' % (
-                where, host, ', '.join(KINDS), ' and no other key' if extra else '',
-                ', '.join(kinds + extra) or 'none'))
-        kind = kinds[0]
-        options = validate(specs[kind]['options'], entry[kind], '%s (%s).%s' % (where, host, kind),
-                           **dict((key, specs[kind][key]) for key in
-                                  ('mutually_exclusive', 'required_one_of', 'required_together') if key in specs[kind]))
-        problems = adapter_problems(kind, options, '%s (%s).%s.' % (where, host, kind))
-        if problems:
-            raise SpecError('; '.join(problems))
+        kind, options = parse_adapter_entry(entry, where, host, extra=('host',))
         member = Member(host, kind, options, lb_name)
         key = (host, member.adapter.describe())
         if key in seen:
@@ -92,7 +103,8 @@ class BatchStateManager(object):
     """Read, budget, change and verify the batch's servers on one load balancer."""
 
     def __init__(self, lb_name, members, batch, min_available=0, verify_timeout=10.0, verify_interval=0.5,
-                 available_timeout=0.0, expect_serving=None, clock=time.monotonic, wall=time.time, sleep=time.sleep):
+                 available_timeout=0.0, expect_serving=None, answer_timeout=0.0,
+                 clock=time.monotonic, wall=time.time, sleep=time.sleep):
         self.lb_name = lb_name
         self.members = members
         self.batch = set(batch)
@@ -102,6 +114,10 @@ class BatchStateManager(object):
         self.available_timeout = float(available_timeout)
         # Hosts whose servers must be serving again after a put-back (not one that became unreachable).
         self.expect_serving = None if expect_serving is None else set(expect_serving)
+        # How long the first read may wait for an admin API that does not answer (a put-back after the
+        # load balancer went away mid-batch): nothing is changed before every server of the batch is read.
+        self.answer_timeout = float(answer_timeout)
+        self.answer_waited = None
         self.clock = clock
         self.wall = wall
         self.sleep = sleep
@@ -145,6 +161,23 @@ class BatchStateManager(object):
                     observed[index] = {'state': row['state'], 'status': row['status'], 'available': row['available'],
                                        'in_flight': row['in_flight']}
         return observed
+
+    @staticmethod
+    def _no_weaker(seen, target):
+        if not seen.get('failed') and OUT_OF_SERVICE_RANK.get(seen['state'], -1) > OUT_OF_SERVICE_RANK[target]:
+            return seen['state']
+        return target
+
+    def _first_read(self, targets):
+        """Read the pool; with C(answer_timeout), read again until every server of the batch answers."""
+        if self.answer_timeout <= 0:
+            return self.read()
+        batch = [index for index, _target in targets]
+        polled = poll_until(self.read, lambda observed: not any(observed[index].get('failed') for index in batch),
+                            timeout=self.answer_timeout, interval=self.verify_interval, max_samples=2,
+                            clock=self.clock, sleep=self.sleep)
+        self.answer_waited = polled.waited_seconds
+        return polled.last_value
 
     def _budget(self, observed):
         if self.min_available in BUDGET_OFF:
@@ -219,9 +252,11 @@ class BatchStateManager(object):
         result = {'changed': False, 'lb': self.lb_name, 'state': state, 'refused': False, 'budget': [],
                   'servers': [], 'started_at': round(started, 3), 'marked_at': None, 'finished_at': None}
         targets = self._targets(state, restore_states)
-        before = self.read()
+        before = self._first_read(targets)
         pools, refused = self._budget(before) if state in ('draining', 'maintenance') else ([], [])
         result['budget'] = pools
+        if state in ('draining', 'maintenance'):
+            targets = [(index, self._no_weaker(before[index], target)) for index, target in targets]
         servers = []
         for index, target in targets:
             member = self.members[index]
@@ -234,6 +269,8 @@ class BatchStateManager(object):
                 'in_flight_at_mark': None, 'marked_at': None, 'error': seen.get('msg'),
             })
         result['servers'] = servers
+        if self.answer_waited is not None:
+            result['answer_waited_seconds'] = self.answer_waited
         if diff_mode:
             result['diff'] = {
                 'before': dict((s['host'], {'state': s['previous_state']}) for s in servers),
@@ -255,9 +292,11 @@ class BatchStateManager(object):
         unread = [s for s in servers if s['previous_state'] is None]
         if unread:
             untouched()
-            return finish('%s: could not read the state of %s, so nothing was changed: %s. Make its admin API '
-                          'answer, then re-run.' % (self.lb_name, ', '.join(s['host'] for s in unread),
-                                                    '; '.join('%s: %s' % (s['host'], s['error']) for s in unread)))
+            waited = ' (read for %s s)' % self.answer_waited if self.answer_waited is not None else ''
+            return finish('%s: could not read the state of %s%s, so nothing was changed: %s. Make its admin API '
+                          'answer, then re-run.' % (self.lb_name, ', '.join(s['host'] for s in unread), waited,
+                                                    '; '.join('%s: %s' % (s['host'], (s['error'] or '').rstrip('.'))
+                                                              for s in unread)))
         if refused:
             result['refused'] = True
             untouched()
@@ -273,7 +312,9 @@ class BatchStateManager(object):
             if server['changed']:
                 error = self._set(index, target)
                 if error:
+                    # Refused: the server is still in the state it was read in.
                     server['changed'] = False
+                    server['state'] = server['previous_state']
                     server['error'] = error
                     errors.append('%s: %s' % (server['host'], error))
         # From here the load balancer sends nothing new to the marked servers.

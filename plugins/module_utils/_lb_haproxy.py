@@ -193,3 +193,58 @@ def read_pool(runtime, backends=None):
             'in_flight': None if scur is None and qcur is None else (scur or 0) + (qcur or 0),
         })
     return servers
+
+
+# HAProxy keeps admin states set through the runtime API (drain, maint) in memory only: a reload or
+# restart starts every server from the configuration (UP) unless the state was dumped to a file
+# (`show servers state > <file>`, e.g. in the unit's ExecReload) and the configuration loads it back.
+SERVER_STATE_DIRECTIVES = ('server-state-file', 'server-state-base')
+
+
+SECTIONS = ('global', 'defaults', 'frontend', 'backend', 'listen', 'peers', 'resolvers', 'userlist', 'program',
+            'cache', 'ring', 'mailers', 'http-errors')
+
+
+def server_state_persistence(text, path):
+    """What an HAProxy configuration says about keeping runtime states across a reload.
+
+    Returns C({config, server_state_file, load_from_file: [sections], persists}). C(persists) is True when
+    a C(defaults), C(backend) or C(listen) section loads states with C(load-server-state-from-file global)
+    and C(global) names the file, or with C(local) (a file per backend, under C(server-state-base)).
+    """
+    section = None
+    state_file = None
+    loaded = []
+    for raw in text.splitlines():
+        words = raw.split('#', 1)[0].split()
+        if not words:
+            continue
+        if words[0] in SECTIONS:
+            # HAProxy accepts section keywords indented too.
+            section = ' '.join(words[:2])
+            continue
+        kind = (section or '').split(' ', 1)[0]
+        if kind == 'global' and words[0] == 'server-state-file' and len(words) >= 2:
+            state_file = words[1]
+        elif kind in ('defaults', 'backend', 'listen') and words[0] == 'load-server-state-from-file' and len(words) >= 2:
+            loaded.append((section, words[1]))
+    persists = any(mode == 'local' or (mode == 'global' and state_file) for _section, mode in loaded)
+    return {'config': path, 'server_state_file': state_file,
+            'load_from_file': [section for section, mode in loaded if mode in ('global', 'local')],
+            'persists': bool(persists)}
+
+
+def server_state_warning(found):
+    """The pre-flight warning for C(server_state_persistence()) output, or None when states persist."""
+    if found['persists']:
+        return None
+    missing = []
+    if not found['server_state_file']:
+        missing.append('no server-state-file in its global section')
+    if not found['load_from_file']:
+        missing.append('no load-server-state-from-file in a defaults or backend section')
+    return ('%s has %s: a reload or restart of HAProxy forgets every drain and maintenance set through the runtime '
+            'API, so a draining server comes back UP and gets new requests. The rollout watches each host on every '
+            'load balancer while it drains and right before its stop, and drains it again when it came back; to keep '
+            'the states across reloads, add both directives and dump the states before each reload (ExecReload: echo '
+            '"show servers state" | socat stdio <admin socket> > <state file>).' % (found['config'], ' and '.join(missing)))

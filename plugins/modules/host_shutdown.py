@@ -23,6 +23,19 @@ description:
     the same input is accepted and refused the same way.
   - A host whose units are all already stopped is not waited for (nothing can be in flight); its record says
     RV(status=already_down).
+  - B(Kept out of rotation) - with O(load_balancers) (how this host itself reaches each load balancer's admin API), each
+    load balancer is read at every drain poll, and a server found V(ready) again (HAProxy reloaded without a server-state
+    file, someone's hand) is drained again and the wait starts over; with O(sticky_grace), a server still seeing
+    requests that many seconds after the mark is escalated from V(draining) to V(maintenance), which HAProxy does not
+    send cookie-persistent clients to. Right before the stop every load balancer must answer (within
+    O(lb_answer_timeout)) and report the server out of rotation; otherwise the host is not stopped
+    (RV(failed_step=recheck)) and the rollout puts it back.
+  - B(One run per host) - while it works on the host the module holds an exclusive lock (O(lock_path)), so a second run,
+    or a module left running by a controller that died, cannot work on the same host at once
+    (RV(failed_step=lock)); check mode only tests it.
+  - With C(on_timeout=proceed) in O(drain), a drain that runs out of time is stopped anyway and
+    RV(in_flight_at_stop) says how many requests were still in flight, so cut by the stop unless the server finishes
+    them itself on SIGTERM.
   - A failed phase fails the module with the record so far; RV(failed_step) names the phase, and whether units were
     stopped is in RV(stop).
 author:
@@ -76,6 +89,49 @@ options:
         verified unit); C(task_log) the options of M(modelops.shutdown.task_log_reconcile) (omit to skip);
         C(fail_on_incomplete) (default V(false)) fails the host when requests were left incomplete.
     type: dict
+  load_balancers:
+    description:
+      - The load balancers this host is behind, as this host reaches their admin API (the rollout builds it from
+        C(drain_load_balancers), each entry's C(from_host)). Each entry has C(name), C(state) (the state the mark set,
+        V(draining) or V(maintenance), default V(draining)) and exactly one of C(haproxy), C(consul), C(http) or
+        C(file), with the options of the same name of M(modelops.shutdown.model_health_state).
+      - Omit to leave the load balancers alone (no watch during the drain, no confirmation before the stop).
+    type: list
+    elements: dict
+  sticky_grace:
+    description:
+      - Seconds after O(since) a drain that still counts requests in flight escalates every load balancer of
+        O(load_balancers) from V(draining) to V(maintenance). In HAProxy, C(DRAIN) still sends cookie-persistent clients
+        to the server, so with stickiness a drain may never end; C(MAINT) sends them to another server (with
+        C(option redispatch)), and requests already being served still finish.
+      - Omit never to escalate; the drain then ends at its own C(timeout), where C(on_timeout) applies.
+    type: float
+  lb_answer_timeout:
+    description: Seconds every load balancer of O(load_balancers) has to answer the confirmation right before the stop.
+    type: float
+    default: 5
+  run_id:
+    description: The rollout run's id, written into the host lock and the record.
+    type: str
+  lock_path:
+    description: The host lock's file. Default C(/run/modelops-shutdown.lock).
+    type: path
+  journal:
+    description:
+      - The rollout's journal on the controller (C(path), C(run)). Handled by this module's action plugin on the
+        controller, which appends to it, with fsync, that this host is about to be drained and stopped before the
+        module runs, and its outcome (units stopped, load balancer events) after; the module never sees it. See
+        M(modelops.shutdown.shutdown_journal).
+    type: dict
+    suboptions:
+      path:
+        description: The journal file (JSON lines).
+        type: path
+        required: true
+      run:
+        description: The run's id.
+        type: str
+        required: true
 seealso:
   - module: modelops.shutdown.lb_batch_state
   - module: modelops.shutdown.model_drain
@@ -114,7 +170,9 @@ status:
   type: str
   sample: done
 failed_step:
-  description: The phase that failed (V(drain), V(stop), V(policy), V(verify)), else V(null).
+  description:
+    - The phase that failed (V(lock), V(drain), V(recheck), V(stop), V(policy), V(verify)), else V(null).
+    - Before V(stop) (V(lock), V(drain), V(recheck)) nothing was stopped.
   returned: always
   type: str
   sample: null
@@ -170,6 +228,31 @@ verify:
   returned: when the verify phase ran
   type: dict
   sample: {ok: true, failures: [], ports_open: [], gpu: {checked: true, released: true}, incomplete_count: 0}
+lb_guard:
+  description:
+    - What the watch over O(load_balancers) saw - C(load_balancers) (each with C(lb), C(target), C(state) asked,
+      C(want) (V(maintenance) once escalated) and C(last_seen)), C(events) (each C(at), C(event) V(came_back),
+      V(escalated) or V(unanswered), C(lb), C(seen), C(set), C(error)), C(came_back) (count), C(escalated) and
+      C(read_errors) (reads that failed during the drain).
+  returned: when O(load_balancers) is given, else V(null)
+  type: dict
+  sample: {came_back: 1, escalated: false, read_errors: 0, events: [{at: '2026-12-02T02:03:04.512+00:00',
+           event: came_back, lb: lb1, seen: ready, set: draining}]}
+in_flight_at_stop:
+  description: Requests still in flight when a drain that ran out of time was stopped anyway (C(on_timeout=proceed)).
+  returned: always
+  type: int
+  sample: 3
+run_id:
+  description: O(run_id).
+  returned: always
+  type: str
+  sample: 20261202T020304Z-1a2b3c
+journal_path:
+  description: The journal the action plugin wrote to.
+  returned: when O(journal) is given
+  type: str
+  sample: /root/.ansible/modelops_shutdown/journal/20261202T020304Z-1a2b3c.jsonl
 timings:
   description:
     - The host's floor, measured here - C(drain_seconds) from O(since) to the moment nothing was in flight,
@@ -194,6 +277,13 @@ def main():
             stop=dict(type='dict', required=True),
             policy=dict(type='dict'),
             verify=dict(type='dict'),
+            load_balancers=dict(type='list', elements='dict'),
+            sticky_grace=dict(type='float'),
+            lb_answer_timeout=dict(type='float', default=5.0),
+            run_id=dict(type='str'),
+            lock_path=dict(type='path'),
+            journal=dict(type='dict', options=dict(path=dict(type='path', required=True),
+                                                   run=dict(type='str', required=True))),
         ),
         supports_check_mode=True,
     )

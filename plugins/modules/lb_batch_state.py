@@ -100,6 +100,38 @@ options:
         of O(batch).
     type: list
     elements: str
+  answer_timeout:
+    description:
+      - Seconds the first read may wait for an admin API that does not answer (every server of O(batch) must be read
+        before anything is changed). The put-back after a batch halted because a load balancer went away mid-batch
+        uses it to put the hosts back as soon as the load balancer answers again. V(0) reads once.
+    type: float
+    default: 0
+  haproxy_config:
+    description:
+      - Path of HAProxy's configuration file on the host this runs on (the load balancer, through C(delegate_to)).
+        When given, the module reads it and warns when HAProxy does not keep runtime states across a reload (no
+        C(server-state-file) in C(global), or no C(load-server-state-from-file) in a C(defaults) or C(backend)
+        section), since HAProxy then forgets every drain on reload, and a draining server comes back C(UP). See
+        RV(server_state).
+      - A file that does not exist is reported in the warning; nothing fails.
+    type: path
+  journal:
+    description:
+      - The rollout's journal on the controller (C(path), and C(run), the run's id). Handled by this module's action
+        plugin on the controller, which appends what is about to change (host, state read last, new state, time) to
+        the journal, with fsync, before the module is run, and what changed after it; the module itself never sees
+        it. See M(modelops.shutdown.shutdown_journal).
+    type: dict
+    suboptions:
+      path:
+        description: The journal file (JSON lines).
+        type: path
+        required: true
+      run:
+        description: The run's id.
+        type: str
+        required: true
 seealso:
   - module: modelops.shutdown.model_health_state
   - module: modelops.shutdown.host_shutdown
@@ -230,6 +262,39 @@ verify_seconds:
   returned: when the change was verified
   type: float
   sample: 0.012
+answer_waited_seconds:
+  description: Seconds the first read waited for the admin API to answer (O(answer_timeout)).
+  returned: when O(answer_timeout) is more than 0
+  type: float
+  sample: 4.52
+server_state:
+  description: What O(haproxy_config) says about keeping runtime states across a reload.
+  returned: when O(haproxy_config) is given
+  type: dict
+  sample: {config: /etc/haproxy/haproxy.cfg, server_state_file: null, load_from_file: [], persists: false}
+  contains:
+    config:
+      description: The file read.
+      type: str
+      sample: /etc/haproxy/haproxy.cfg
+    server_state_file:
+      description: The C(server-state-file) of C(global), or null.
+      type: str
+      sample: /var/lib/haproxy/server-state
+    load_from_file:
+      description: The sections with C(load-server-state-from-file global) or C(local).
+      type: list
+      elements: str
+      sample: [defaults]
+    persists:
+      description: Both are there; null when the file could not be read.
+      type: bool
+      sample: false
+journal_path:
+  description: The journal the action plugin wrote to.
+  returned: when O(journal) is given
+  type: str
+  sample: /root/.ansible/modelops_shutdown/journal/20261202T020304Z-1a2b3c.jsonl
 put_back:
   description: Servers put back after a failed mark, with the state each was put back to.
   returned: when a mark failed after changing servers
@@ -246,7 +311,25 @@ from ansible.module_utils.common.text.converters import to_text
 from ansible_collections.modelops.shutdown.plugins.module_utils._budget import BudgetError
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import adapter_errors
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import server_state_persistence, server_state_warning
 from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite
+
+
+MAX_CONFIG_BYTES = 4 * 1024 * 1024
+
+
+def read_server_state(path, warn):
+    try:
+        with open(path, 'rb') as handle:
+            text = to_text(handle.read(MAX_CONFIG_BYTES), errors='surrogate_or_replace')
+    except (IOError, OSError) as exc:
+        warn('Could not read %s to check that HAProxy keeps drain states across a reload: %s' % (path, to_text(exc)))
+        return {'config': path, 'server_state_file': None, 'load_from_file': [], 'persists': None}
+    found = server_state_persistence(text, path)
+    warning = server_state_warning(found)
+    if warning:
+        warn(warning)
+    return found
 
 
 def main():
@@ -262,6 +345,10 @@ def main():
             verify_interval=dict(type='float', default=0.5),
             available_timeout=dict(type='float', default=0.0),
             expect_serving=dict(type='list', elements='str'),
+            answer_timeout=dict(type='float', default=0.0),
+            haproxy_config=dict(type='path'),
+            journal=dict(type='dict', options=dict(path=dict(type='path', required=True),
+                                                   run=dict(type='str', required=True))),
         ),
         required_if=[('state', 'restore', ('restore_states',))],
         supports_check_mode=True,
@@ -270,7 +357,8 @@ def main():
     started = round(time.time(), 3)
     result = {'changed': False, 'lb': params['name'], 'state': params['state'], 'servers': [], 'budget': [],
               'refused': False, 'started_at': started, 'marked_at': None, 'finished_at': started}
-    for option, low in (('verify_timeout', 0.0), ('verify_interval', 0.01), ('available_timeout', 0.0)):
+    for option, low in (('verify_timeout', 0.0), ('verify_interval', 0.01), ('available_timeout', 0.0),
+                        ('answer_timeout', 0.0)):
         if not finite(params[option]) or params[option] < low:
             module.fail_json(msg='%s must be a finite number of at least %s seconds, got %s' % (option, low, params[option]),
                              **result)
@@ -286,9 +374,11 @@ def main():
         manager = BatchStateManager(params['name'], members, params['batch'], params['min_available'],
                                     verify_timeout=params['verify_timeout'], verify_interval=params['verify_interval'],
                                     available_timeout=params['available_timeout'],
-                                    expect_serving=params['expect_serving'])
+                                    expect_serving=params['expect_serving'], answer_timeout=params['answer_timeout'])
         result, failure = manager.run(params['state'], params['restore_states'], check_mode=module.check_mode,
                                       diff_mode=module._diff)
+        if params['haproxy_config'] and any(member.kind == 'haproxy' for member in members):
+            result['server_state'] = read_server_state(params['haproxy_config'], module.warn)
     except (SpecError, BudgetError) as exc:
         failure = '%s: %s' % (params['name'], to_text(exc))
     except adapter_errors() as exc:

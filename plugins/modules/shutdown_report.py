@@ -55,6 +55,20 @@ options:
     description: Why it halted, with the underlying messages.
     type: str
     default: ""
+  journal:
+    description:
+      - The run's journal (C(path), C(run)), named in the report so that it can be undone exactly
+        (C(playbooks/restore.yml -e restore_journal=<path>)).
+    type: dict
+    suboptions:
+      path:
+        description: The journal file.
+        type: path
+        required: true
+      run:
+        description: The run's id.
+        type: str
+        required: true
   markdown:
     description: Also write the Markdown rendering.
     type: bool
@@ -102,6 +116,7 @@ ARGUMENT_SPEC = dict(
     halted=dict(type='bool', default=False),
     halt_reason=dict(type='str', default=''),
     markdown=dict(type='bool', default=True),
+    journal=dict(type='dict', options=dict(path=dict(type='path', required=True), run=dict(type='str', required=True))),
 )
 
 

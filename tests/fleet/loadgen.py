@@ -5,14 +5,15 @@
 """Open-loop load generator for the modelops.shutdown test fleet (stdlib only).
 
     python3 loadgen.py --url http://127.0.0.1:8000/v1/completions --rate 5
-                       [--duration 20] [--stop-file PATH] [--summary out.json]
+                       [--duration 20] [--count N] [--stop-file PATH] [--summary out.json]
                        [--records out.jsonl] [--timeout 60] [--service-time S] [--stream]
+                       [--cookie NAME=VALUE ...]
 
 Sends one POST every 1/rate seconds, each in its own thread whatever is still outstanding
-(open loop), until --duration has passed, --stop-file exists, or SIGTERM/SIGINT arrives
-(whichever comes first; with none of the first two it runs until a signal). Then it waits,
-at most --timeout seconds, for the outstanding requests and prints the JSON summary on
-stdout (and writes it to --summary):
+(open loop), until --count requests are sent, --duration has passed, --stop-file exists, or
+SIGTERM/SIGINT arrives (whichever comes first; with none of the first three it runs until a
+signal). Then it waits, at most --timeout seconds, for the outstanding requests and prints
+the JSON summary on stdout (and writes it to --summary):
 
   sent               requests started
   ok                 2xx with a complete body (for --stream: ends with "data: [DONE]")
@@ -33,6 +34,12 @@ stdout (and writes it to --summary):
 (ok|http_error|connection_error|cut|unfinished), status, error. Every request carries a
 unique X-Request-Id (lg-<run>-<seq>) that the model server logs in its task log.
 
+--cookie NAME=VALUE (repeatable) sends "Cookie: NAME=VALUE[; NAME2=VALUE2 ...]" on every
+request, in the order given: with HAProxy cookie persistence, --cookie SERVERID=<server>
+pins every request to that server. --count N sends exactly N requests (fewer only if
+--duration, --stop-file or a signal ends sending first); sending ends when the last one's
+1/rate slot does, so duration is N/rate and achieved_rate the rate achieved.
+
 Exit code: 0 whenever it ran (the caller judges the summary), 2 on bad arguments.
 """
 
@@ -43,6 +50,7 @@ import http.client
 import json
 import math
 import os
+import re
 import signal
 import sys
 import threading
@@ -51,6 +59,9 @@ import uuid
 from urllib.parse import urlsplit
 
 OUTCOMES = ("ok", "http_error", "connection_error", "cut", "unfinished")
+# RFC 6265: a cookie name is an HTTP token; a value is cookie-octets, no quotes needed here.
+COOKIE_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+COOKIE_VALUE = re.compile(r"[\x21\x23-\x2B\x2D-\x3A\x3C-\x5B\x5D-\x7E]+")
 
 
 class Request:
@@ -93,11 +104,35 @@ def nonnegative_float(text):
     return value
 
 
+def positive_int(text):
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError("%r is not a whole number" % text) from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("%r must be >= 1" % text)
+    return value
+
+
+def cookie_pair(text):
+    """NAME=VALUE -> (NAME, VALUE), refusing what would corrupt the Cookie header."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError("%r is not NAME=VALUE" % text)
+    if not COOKIE_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError("%r: cookie name %r has characters a cookie name cannot have" % (text, name))
+    if not COOKIE_VALUE.fullmatch(value):
+        raise argparse.ArgumentTypeError(
+            "%r: cookie value %r has a space, quote, comma, semicolon, backslash or control character" % (text, value))
+    return name, value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Open-loop HTTP load generator for the test fleet.")
     parser.add_argument("--url", required=True, help="http(s)://HOST:PORT/v1/completions")
     parser.add_argument("--rate", type=positive_float, required=True, help="requests per second")
     parser.add_argument("--duration", type=positive_float, help="stop sending after this many seconds")
+    parser.add_argument("--count", type=positive_int, help="send exactly this many requests, then stop sending")
     parser.add_argument("--stop-file", help="stop sending once this file exists")
     parser.add_argument("--summary", help="write the JSON summary here too")
     parser.add_argument("--records", help="write one JSON line per request here")
@@ -107,6 +142,8 @@ def parse_args(argv=None):
     parser.add_argument("--stream", action="store_true", help='send "stream": true and expect server-sent events')
     parser.add_argument("--model", help='send "model" in each request body')
     parser.add_argument("--max-tokens", type=int, default=16, help='"max_tokens" in each request body [16]')
+    parser.add_argument("--cookie", type=cookie_pair, action="append", default=[], metavar="NAME=VALUE",
+                        help="send this cookie on every request (repeatable)")
     args = parser.parse_args(argv)
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -118,7 +155,7 @@ def parse_args(argv=None):
     return args
 
 
-def send_one(req: Request, url, body: bytes, timeout: float, stream: bool):
+def send_one(req: Request, url, body: bytes, timeout: float, stream: bool, extra_headers=None):
     """Send one request and classify what happened (never raises)."""
     parts = urlsplit(url)
     path = parts.path or "/"
@@ -131,11 +168,11 @@ def send_one(req: Request, url, body: bytes, timeout: float, stream: bool):
     response = None
     try:
         try:
-            conn.request("POST", path, body=body, headers={
+            conn.request("POST", path, body=body, headers=dict({
                 "Content-Type": "application/json",
                 "X-Request-Id": req.rid,
                 "Connection": "close",
-            })
+            }, **(extra_headers or {})))
             response = conn.getresponse()
         except http.client.RemoteDisconnected as exc:
             req.outcome, req.error = "connection_error", "%s: %s" % (type(exc).__name__, exc)
@@ -244,6 +281,9 @@ def main(argv=None) -> int:
     if args.stream:
         payload["stream"] = True
     body = json.dumps(payload).encode("utf-8")
+    extra_headers = {}
+    if args.cookie:
+        extra_headers["Cookie"] = "; ".join("%s=%s" % pair for pair in args.cookie)
 
     run_id = uuid.uuid4().hex[:8]
     interval = 1.0 / args.rate
@@ -262,9 +302,12 @@ def main(argv=None) -> int:
             # Sleep in short steps so a stop file is noticed quickly even at low rates.
             stop.wait(min(due - now, 0.05))
             continue
+        if args.count is not None and seq >= args.count:
+            # Sending ends with the last request's slot, so N requests span N/rate seconds as with --duration.
+            break
         req = Request("lg-%s-%06d" % (run_id, seq))
         requests.append(req)
-        thread = threading.Thread(target=send_one, args=(req, args.url, body, args.timeout, args.stream),
+        thread = threading.Thread(target=send_one, args=(req, args.url, body, args.timeout, args.stream, extra_headers),
                                   name=req.rid, daemon=True)
         thread.start()
         seq += 1

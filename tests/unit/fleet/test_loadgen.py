@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import http.server
 import json
 import os
 import signal
@@ -66,6 +67,42 @@ class HeadersThenClose:
         self.stop.set()
         self.thread.join(5)
         self.sock.close()
+
+
+class HeaderRecorder:
+    """Answers every POST with 200 after `delay` seconds and records its X-Request-Id and Cookie headers."""
+
+    def __init__(self, delay=0.0):
+        self.seen = []  # (X-Request-Id, Cookie or None), in arrival order
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # pylint: disable=invalid-name
+                self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                recorder.seen.append((self.headers.get("X-Request-Id"), self.headers.get("Cookie")))
+                time.sleep(delay)
+                body = b'{"id": "ok"}'
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):  # keep pytest output clean
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def url(self):
+        return "http://127.0.0.1:%d/v1/completions" % self.port
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        self.thread.join(5)
 
 
 def test_no_failures_against_a_healthy_server(fleet, helpers, tmp_path):
@@ -181,6 +218,64 @@ def test_signal_ends_sending_and_still_summarizes(fleet, helpers, signum):
     assert proc.returncode == 0 and summary["sent"] >= 2 and summary["failed"] == 0 and summary["duration"] < 5
 
 
+def test_cookies_are_sent_on_every_request_in_the_order_given(fleet):
+    peer = HeaderRecorder()
+    try:
+        result, summary = fleet.loadgen("--url", peer.url(), "--rate", 20, "--count", 4,
+                                        "--cookie", "SERVERID=fu-m1", "--cookie", "lang=en-GB", "--timeout", 10)
+    finally:
+        peer.close()
+    assert result.returncode == 0, result.stderr
+    assert summary["sent"] == summary["ok"] == 4
+    assert [cookie for _rid, cookie in peer.seen] == ["SERVERID=fu-m1; lang=en-GB"] * 4
+
+
+def test_no_cookie_header_without_the_option(fleet):
+    peer = HeaderRecorder()
+    try:
+        result, summary = fleet.loadgen("--url", peer.url(), "--rate", 20, "--count", 2, "--timeout", 10)
+    finally:
+        peer.close()
+    assert result.returncode == 0 and summary["ok"] == 2
+    assert [cookie for _rid, cookie in peer.seen] == [None, None]
+
+
+def test_count_sends_exactly_n_at_the_rate_and_waits_for_them(fleet, helpers, tmp_path):
+    server = fleet.start_server(SERVICE_TIME="0.6")
+    records_path = tmp_path / "records.jsonl"
+    started = time.monotonic()
+    result, summary = fleet.loadgen("--url", server.url(), "--rate", 10, "--count", 3, "--timeout", 10,
+                                    "--records", records_path)
+    elapsed = time.monotonic() - started
+    assert result.returncode == 0, result.stderr
+    assert summary["sent"] == summary["ok"] == 3 and summary["unfinished"] == 0 and summary["failed"] == 0
+    # Three 0.1 s slots, then the wait for the last request (sent at 0.2 s, done at about 0.8 s).
+    assert 0.29 <= summary["duration"] <= 0.6 and 5 <= summary["achieved_rate"] <= 10.5
+    assert 0.8 <= elapsed < 5
+    ids = [row["id"] for row in records(records_path)]
+    assert sorted(helpers.read_task_log(server.task_log)) == sorted(ids) and len(ids) == 3
+
+
+def test_count_one_reports_a_sane_rate(fleet):
+    peer = HeaderRecorder()
+    try:
+        result, summary = fleet.loadgen("--url", peer.url(), "--rate", 5, "--count", 1, "--timeout", 10)
+    finally:
+        peer.close()
+    assert result.returncode == 0 and summary["sent"] == summary["ok"] == 1 and len(peer.seen) == 1
+    assert 0.19 <= summary["duration"] <= 0.5 and summary["achieved_rate"] <= 5.5
+
+
+def test_duration_ends_sending_before_count_is_reached(fleet):
+    peer = HeaderRecorder()
+    try:
+        result, summary = fleet.loadgen("--url", peer.url(), "--rate", 10, "--count", 1000, "--duration", 0.35,
+                                        "--timeout", 10)
+    finally:
+        peer.close()
+    assert result.returncode == 0 and 3 <= summary["sent"] <= 5 and summary["ok"] == summary["sent"] == len(peer.seen)
+
+
 @pytest.mark.parametrize("args", [
     [],
     ["--url", "http://127.0.0.1:1/v1/completions"],
@@ -189,6 +284,16 @@ def test_signal_ends_sending_and_still_summarizes(fleet, helpers, signum):
     ["--url", "ftp://127.0.0.1/", "--rate", "1"],
     ["--url", "http://127.0.0.1:1/", "--rate", "1", "--duration", "-3"],
     ["--url", "http://127.0.0.1:1/", "--rate", "1", "--bogus"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--count", "0"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--count", "-2"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--count", "1.5"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--count", "many"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--cookie", "SERVERID"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--cookie", "=fu-m1"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--cookie", "SERVERID="],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--cookie", "SERVERID=a;b=c"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--cookie", "SERVER ID=a"],
+    ["--url", "http://127.0.0.1:1/", "--rate", "1", "--cookie", "SERVERID=a b"],
 ])
 def test_bad_arguments_exit_2(fleet, args):
     result, summary = fleet.loadgen(*args, timeout=20)

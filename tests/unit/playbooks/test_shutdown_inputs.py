@@ -37,6 +37,8 @@ def inventory(tmp_path_factory):
 
 
 def run(inventory, *extra):
+    # The run's journal goes next to the inventory, never into this machine's ~/.ansible.
+    extra = ("-e", "shutdown_journal_dir=%s" % (inventory.parent / "journal")) + tuple(extra)
     env = dict(os.environ, ANSIBLE_NOCOLOR="1", ANSIBLE_RETRY_FILES_ENABLED="0",
                ANSIBLE_COLLECTIONS_PATH=str(REPO / ".build" / "collections"))
     proc = subprocess.run([str(ANSIBLE_PLAYBOOK), "-i", str(inventory), str(PLAYBOOK)] + list(extra),

@@ -152,6 +152,7 @@ def test_done_host_record():
         'units': [{'unit': 'vllm@llama3.service', 'classification': 'clean', 'stop_seconds': 3.0}],
         'policy_changed': True, 'verify_ok': True, 'verify_failures': [], 'gpu_released': False,
         'gpu_killed': [4821], 'leftover_processes': 0, 'incomplete_count': 2, 'put_back': False,
+        'in_flight_at_stop': None, 'lb_came_back': 0, 'lb_escalated': False, 'lb_events': [],
     }
 
 
@@ -290,6 +291,7 @@ def test_totals():
         'hosts': 6, 'done': 3, 'failed': 1, 'put_back': 0, 'already_down': 0, 'not_reached': 0,
         'by_status': {'done': 3, 'failed': 1, 'refused': 2},
         'in_flight_at_mark_total': 12, 'incomplete_total': 2, 'no_task_log': 1, 'gpu_not_released': 1,
+        'in_flight_at_stop_total': 0, 'lb_came_back_total': 0, 'lb_escalated': 0,
         'duration_seconds': 41.0, 'floor_seconds_sum': 14.0, 'ratio': 2.93,
     }
 
@@ -325,6 +327,7 @@ def test_empty_input():
         'no-batch', None, None, [], [])
     assert out['totals'] == {'hosts': 0, 'done': 0, 'failed': 0, 'put_back': 0, 'already_down': 0, 'not_reached': 0,
                              'by_status': {}, 'in_flight_at_mark_total': 0, 'incomplete_total': 0, 'no_task_log': 0,
+                             'in_flight_at_stop_total': 0, 'lb_came_back_total': 0, 'lb_escalated': 0,
                              'gpu_not_released': 0, 'duration_seconds': None, 'floor_seconds_sum': None,
                              'ratio': None}
     assert rollout_report(None)['hosts'] == []
@@ -465,3 +468,17 @@ def test_floor_is_the_stop_alone_when_nothing_was_in_flight_at_the_mark():
     # Nothing in flight: the 0.6 s until the first read saw 0 is the tooling's time, not the floor's.
     assert records['gpu-1']['drain_seconds'] == 0.6 and records['gpu-1']['floor_seconds'] == 0.4
     assert records['gpu-2']['floor_seconds'] == 2.9
+
+
+def test_cut_requests_and_load_balancer_events_are_reported():
+    record = done('gpu-1', 0.8, 5.0, 3.0)
+    record['in_flight_at_stop'] = 3
+    record['lb_guard'] = {'came_back': 1, 'escalated': True, 'events': [
+        {'at': '2026-12-02T02:03:04.512+00:00', 'event': 'came_back', 'lb': 'lb1', 'seen': 'ready', 'set': 'draining',
+         'target': 'HAProxy server models/gpu-1'},
+        {'at': '2026-12-02T02:03:07.512+00:00', 'event': 'escalated', 'lb': 'lb1', 'seen': 'draining', 'set': 'maintenance'}]}
+    out = rollout_report({'gpu-1': {'marks': [mark('lb1', 0.0, 0.2, [server('gpu-1', 2)])], 'record': record, 'put_back': []}})
+    host = out['hosts'][0]
+    assert (host['in_flight_at_stop'], host['lb_came_back'], host['lb_escalated']) == (3, 1, True)
+    assert [e['event'] for e in host['lb_events']] == ['came_back', 'escalated'] and 'target' not in host['lb_events'][0]
+    assert (out['totals']['in_flight_at_stop_total'], out['totals']['lb_came_back_total'], out['totals']['lb_escalated']) == (3, 1, 1)

@@ -50,7 +50,7 @@ PROC_NET_TCP = fixture_path('proc_net_tcp_dev_established_timewait.txt')
 T0 = 1714564800.25
 
 RECORD_KEYS = {'changed', 'ok', 'status', 'failed_step', 'msg', 'host', 'started_at', 'finished_at', 'since', 'drain', 'stop',
-               'policy', 'verify', 'timings', 'already_down'}
+               'policy', 'verify', 'timings', 'already_down', 'lb_guard', 'in_flight_at_stop', 'run_id'}
 
 
 class ModelHost(object):

@@ -122,8 +122,8 @@ class Rig(object):
                                  sleep=self.clock.sleep, **kwargs)
 
     def run(self, state, batch, min_available=0, manager=None, **kwargs):
-        options = dict((key, kwargs.pop(key)) for key in ('verify_timeout', 'verify_interval', 'available_timeout')
-                       if key in kwargs)
+        options = dict((key, kwargs.pop(key)) for key in ('verify_timeout', 'verify_interval', 'available_timeout',
+                                                          'answer_timeout') if key in kwargs)
         return self.manager(batch, min_available, **options).run(state, **kwargs)
 
     def sets(self):
@@ -297,19 +297,56 @@ def test_unknown_member_outside_the_batch_refuses_the_batch(other):
 # ----------------------------------------------------------------------------------------- verify, put back
 
 def test_change_that_never_shows_is_put_back_to_exactly_the_previous_states():
-    rig = four_ready(a={'applies': False}, b={'state': 'maintenance', 'applies': False},
-                     c={'state': 'draining'}, d={'applies': False})
-    result, failure = rig.run('draining', ['a', 'b', 'c'], min_available=0, verify_timeout=2.0, verify_interval=0.5)
-    # a and b were changed and went back to what they were; c was already draining and is left alone.
-    assert rig.sets() == [('a', 'draining'), ('b', 'draining'), ('a', 'ready'), ('b', 'maintenance')]
-    assert result['put_back'] == ['a to ready', 'b to maintenance']
+    rig = four_ready(a={'applies': False}, b={'applies': False}, d={'applies': False})
+    result, failure = rig.run('maintenance', ['a', 'b'], min_available=0, verify_timeout=2.0, verify_interval=0.5)
+    # a and b were changed and went back to what they were.
+    assert rig.sets() == [('a', 'maintenance'), ('b', 'maintenance'), ('a', 'ready'), ('b', 'ready')]
+    assert result['put_back'] == ['a to ready', 'b to ready']
     assert [(s['host'], s['state'], s['changed']) for s in result['servers']] == [
-        ('a', 'ready', False), ('b', 'maintenance', False), ('c', 'draining', False)]
+        ('a', 'ready', False), ('b', 'ready', False)]
     assert result['changed'] is False and result['marked_at'] == EPOCH + 2 * SET_SECONDS
     assert result['verify_seconds'] == 2.0 and rig.clock.sleeps == [0.5, 0.5, 0.5, 0.5]
-    assert failure == ('lb1: draining did not take effect within 2.0 s: fake server a reports ready (expected '
-                       'draining); fake server b reports maintenance (expected draining). '
-                       'Put back: a to ready, b to maintenance.')
+    assert failure == ('lb1: maintenance did not take effect within 2.0 s: fake server a reports ready (expected '
+                       'maintenance); fake server b reports ready (expected maintenance). '
+                       'Put back: a to ready, b to ready.')
+
+
+def test_a_mark_never_moves_a_server_towards_service():
+    # b was put in maintenance by an operator before the run: draining would let its sticky clients back in.
+    rig = four_ready(b={'state': 'maintenance'}, c={'state': 'draining'})
+    result, failure = rig.run('draining', ['a', 'b', 'c'], min_available=0, verify_timeout=2.0, verify_interval=0.5)
+    assert failure is None and rig.sets() == [('a', 'draining')]
+    assert [(s['host'], s['previous_state'], s['state'], s['changed']) for s in result['servers']] == [
+        ('a', 'ready', 'draining', True), ('b', 'maintenance', 'maintenance', False), ('c', 'draining', 'draining', False)]
+
+
+def test_a_put_back_waits_for_the_load_balancer_to_answer_again():
+    # The admin API went away mid-batch: the put-back reads until it answers, then puts back.
+    rig = four_ready(a={'state': 'draining', 'unreadable': True}, b={'state': 'draining'})
+    reads = []
+
+    def back_after_three_reads():
+        reads.append(1)
+        if len(reads) == 3:
+            rig.adapters['a'].unreadable = False
+
+    original = rig.adapters['a']._get_state
+
+    def flaky():
+        back_after_three_reads()
+        return original()
+    rig.adapters['a']._get_state = flaky
+    result, failure = rig.run('restore', ['a', 'b'], restore_states={'a': 'ready', 'b': 'ready'}, answer_timeout=5.0)
+    assert failure is None and rig.sets() == [('a', 'ready'), ('b', 'ready')]
+    assert result['answer_waited_seconds'] == 1.0
+
+
+def test_a_put_back_that_never_reaches_the_load_balancer_changes_nothing():
+    rig = four_ready(a={'state': 'draining', 'unreadable': True}, b={'state': 'draining'})
+    result, failure = rig.run('restore', ['a', 'b'], restore_states={'a': 'ready', 'b': 'ready'}, answer_timeout=2.0)
+    assert rig.sets() == [] and result['answer_waited_seconds'] == 2.0
+    assert failure.startswith('lb1: could not read the state of a (read for 2.0 s), so nothing was changed: a: fake server a: '
+                              'connection refused.')
 
 
 def test_a_slow_change_within_verify_timeout_is_kept():
@@ -406,7 +443,7 @@ def test_diff_before_and_after_per_host():
     result, failure = rig.run('draining', ['a', 'b'], diff_mode=True, check_mode=True)
     assert result['diff'] == {
         'before': {'a': {'state': 'ready'}, 'b': {'state': 'maintenance'}},
-        'after': {'a': {'state': 'draining'}, 'b': {'state': 'draining'}},
+        'after': {'a': {'state': 'draining'}, 'b': {'state': 'maintenance'}},
         'before_header': 'lb1', 'after_header': 'lb1',
     }
     result, failure = rig.run('draining', ['a', 'b'])
