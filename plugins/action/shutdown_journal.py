@@ -59,7 +59,7 @@ class ActionModule(ActionBase):
         try:
             if state == 'open':
                 journal, interrupted = open_run(args['dir'], args['targets'], args['playbook'], self._task.check_mode)
-                return dict(result, changed=journal is not None, journal=journal, interrupted=interrupted,
+                return dict(result, changed=False, journal=journal, interrupted=interrupted,
                             msg='journal %s%s; %d interrupted run(s) found' % (
                                 journal['path'] if journal else 'not opened', '' if journal else ' (check mode)',
                                 len(interrupted)))
@@ -79,10 +79,10 @@ class ActionModule(ActionBase):
                     reason = 'put back: %s; carried on: %s' % (
                         ', '.join(args['put_back']) or 'none', ', '.join(args['carried_on']) or 'none')
                     _journal.append(path, old['run'] or '', 'closed', by=journal['run'], reason=reason)
-                return dict(result, changed=True,
+                return dict(result, changed=False,
                             msg='%d interrupted run(s) closed by run %s' % (len(args['runs']), journal['run']))
             _journal.append(journal['path'], journal['run'], 'run_finished', status=args['status'],
                             stranded=args['stranded'])
-            return dict(result, changed=True, msg='run %s %s' % (journal['run'], args['status']))
+            return dict(result, changed=False, msg='run %s %s' % (journal['run'], args['status']))
         except _journal.JournalError as exc:
             return dict(result, failed=True, changed=False, msg=str(exc))

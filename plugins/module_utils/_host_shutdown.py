@@ -255,9 +255,14 @@ class HostShutdown(object):
                 if guard is None:
                     break
                 came_back, failure = guard.confirm()
+                if failure and self.check_mode:
+                    return finish('failed', 'recheck', '%s %s. The re-check before its stop needs this read: check the '
+                                  'from_host entry of drain_load_balancers, or set drain_recheck: false to stop without '
+                                  'it.' % (self.host, failure))
                 if failure:
-                    return finish('failed', 'recheck', '%s was not stopped: %s. Put it back into service, or once the '
-                                  'load balancer answers, restore it.' % (self.host, failure))
+                    return finish('failed', 'recheck', '%s was not stopped: %s. The rollout puts it back; if the load '
+                                  'balancer does not answer, run restore.yml with the run\'s journal once it does.'
+                                  % (self.host, failure))
                 if not came_back:
                     break
                 if rounds >= MAX_DRAIN_ROUNDS or drain is None:

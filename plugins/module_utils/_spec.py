@@ -160,3 +160,9 @@ def module_argument_spec(argument_spec):
     except Exception:  # no parameters to read (ansible-test reading the spec, a changed ansible-core): nothing to guard
         return argument_spec
     return guard_scalar_dicts(argument_spec, params)
+
+
+def journal_option():
+    """The C(journal) option (doc fragment C(modelops.shutdown.journal)): the rollout's journal on the controller,
+    which the action plugins of the modules that take it handle."""
+    return dict(type='dict', options=dict(path=dict(type='path', required=True), run=dict(type='str', required=True)))

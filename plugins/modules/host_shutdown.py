@@ -42,6 +42,7 @@ author:
   - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
+  - modelops.shutdown.journal
 attributes:
   check_mode:
     support: full
@@ -116,22 +117,6 @@ options:
   lock_path:
     description: The host lock's file. Default C(/run/modelops-shutdown.lock).
     type: path
-  journal:
-    description:
-      - The rollout's journal on the controller (C(path), C(run)). Handled by this module's action plugin on the
-        controller, which appends to it, with fsync, that this host is about to be drained and stopped before the
-        module runs, and its outcome (units stopped, load balancer events) after; the module never sees it. See
-        M(modelops.shutdown.shutdown_journal).
-    type: dict
-    suboptions:
-      path:
-        description: The journal file (JSON lines).
-        type: path
-        required: true
-      run:
-        description: The run's id.
-        type: str
-        required: true
 seealso:
   - module: modelops.shutdown.lb_batch_state
   - module: modelops.shutdown.model_drain
@@ -266,7 +251,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._host_shutdown import HostShutdown, parse_params
-from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, finite, journal_option
 
 
 def main():
@@ -282,8 +267,7 @@ def main():
             lb_answer_timeout=dict(type='float', default=5.0),
             run_id=dict(type='str'),
             lock_path=dict(type='path'),
-            journal=dict(type='dict', options=dict(path=dict(type='path', required=True),
-                                                   run=dict(type='str', required=True))),
+            journal=journal_option(),
         ),
         supports_check_mode=True,
     )

@@ -26,6 +26,7 @@ author:
   - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
+  - modelops.shutdown.journal
 attributes:
   check_mode:
     support: full
@@ -116,22 +117,6 @@ options:
         RV(server_state).
       - A file that does not exist is reported in the warning; nothing fails.
     type: path
-  journal:
-    description:
-      - The rollout's journal on the controller (C(path), and C(run), the run's id). Handled by this module's action
-        plugin on the controller, which appends what is about to change (host, state read last, new state, time) to
-        the journal, with fsync, before the module is run, and what changed after it; the module itself never sees
-        it. See M(modelops.shutdown.shutdown_journal).
-    type: dict
-    suboptions:
-      path:
-        description: The journal file (JSON lines).
-        type: path
-        required: true
-      run:
-        description: The run's id.
-        type: str
-        required: true
 seealso:
   - module: modelops.shutdown.model_health_state
   - module: modelops.shutdown.host_shutdown
@@ -306,13 +291,14 @@ put_back:
 import time
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._budget import BudgetError
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import adapter_errors
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import server_state_persistence, server_state_warning
-from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite, journal_option
 
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
@@ -347,8 +333,7 @@ def main():
             expect_serving=dict(type='list', elements='str'),
             answer_timeout=dict(type='float', default=0.0),
             haproxy_config=dict(type='path'),
-            journal=dict(type='dict', options=dict(path=dict(type='path', required=True),
-                                                   run=dict(type='str', required=True))),
+            journal=journal_option(),
         ),
         required_if=[('state', 'restore', ('restore_states',))],
         supports_check_mode=True,

@@ -26,6 +26,7 @@ author:
   - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
+  - modelops.shutdown.journal
 attributes:
   check_mode:
     support: full
@@ -35,8 +36,10 @@ attributes:
   diff_mode:
     support: none
   idempotent:
-    support: none
-    details: Each O(state=open) starts a new run.
+    support: full
+    details:
+      - Always reports C(changed=false) - the journal records the run (each O(state=open) starts a new one); it is
+        not state this collection manages, like the report of M(modelops.shutdown.shutdown_report).
   action:
     description: Indicates this has a corresponding action plugin so some parts of the options can be executed on the controller.
     support: full
@@ -61,18 +64,6 @@ options:
     description: With O(state=open), what runs (recorded).
     type: str
     default: shutdown
-  journal:
-    description: With O(state=recovered) and O(state=finish), this run's journal (RV(journal) of O(state=open)).
-    type: dict
-    suboptions:
-      path:
-        description: The journal file.
-        type: path
-        required: true
-      run:
-        description: The run's id.
-        type: str
-        required: true
   runs:
     description: With O(state=recovered), the journals (C(path)) of the earlier runs dealt with.
     type: list
@@ -155,12 +146,14 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import journal_option
+
 ARGUMENT_SPEC = dict(
     state=dict(type='str', required=True, choices=['open', 'recovered', 'finish', 'read']),
     dir=dict(type='path'),
     targets=dict(type='list', elements='str', default=[]),
     playbook=dict(type='str', default='shutdown'),
-    journal=dict(type='dict', options=dict(path=dict(type='path', required=True), run=dict(type='str', required=True))),
+    journal=journal_option(),
     runs=dict(type='list', elements='path', default=[]),
     put_back=dict(type='list', elements='str', default=[]),
     carried_on=dict(type='list', elements='str', default=[]),

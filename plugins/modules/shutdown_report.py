@@ -19,6 +19,7 @@ author:
   - modelops.shutdown contributors (@modelops)
 extends_documentation_fragment:
   - modelops.shutdown.attributes
+  - modelops.shutdown.journal
 attributes:
   check_mode:
     support: full
@@ -55,20 +56,6 @@ options:
     description: Why it halted, with the underlying messages.
     type: str
     default: ""
-  journal:
-    description:
-      - The run's journal (C(path), C(run)), named in the report so that it can be undone exactly
-        (C(playbooks/restore.yml -e restore_journal=<path>)).
-    type: dict
-    suboptions:
-      path:
-        description: The journal file.
-        type: path
-        required: true
-      run:
-        description: The run's id.
-        type: str
-        required: true
   markdown:
     description: Also write the Markdown rendering.
     type: bool
@@ -108,6 +95,8 @@ msg:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import journal_option
+
 # The one argument spec: the action plugin validates its task's arguments with it too.
 ARGUMENT_SPEC = dict(
     hosts=dict(type='dict', required=True),
@@ -116,7 +105,7 @@ ARGUMENT_SPEC = dict(
     halted=dict(type='bool', default=False),
     halt_reason=dict(type='str', default=''),
     markdown=dict(type='bool', default=True),
-    journal=dict(type='dict', options=dict(path=dict(type='path', required=True), run=dict(type='str', required=True))),
+    journal=journal_option(),
 )
 
 

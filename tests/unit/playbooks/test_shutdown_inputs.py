@@ -80,3 +80,19 @@ def test_a_misspelt_adapter_key_is_refused_by_the_role_spec(tmp_path):
     assert rc != 0, out
     assert "m1: " in out and "drain_load_balancers.hapoxy" in out and "verify_ports" in out, out
     assert "nothing was touched" in out and "PLAY [Shut down" not in out, out
+
+
+def test_a_load_balancer_the_host_cannot_re_check_is_refused_by_name(tmp_path):
+    # lb1 is reached through delegate_to and a socket on lb1: the host itself cannot read it before its stop.
+    path = tmp_path / "hosts.yml"
+    path.write_text(json.dumps({"model_servers": {"hosts": {"m1": {
+        "ansible_connection": "local", "stop_units": ["x.service"],
+        "drain_load_balancers": [{"name": "lb1", "delegate_to": "lb1",
+                                  "haproxy": {"socket": "/run/x.sock", "backend": "b", "server": "m1"}}],
+    }}}, "load_balancers": {"hosts": {"lb1": {"ansible_connection": "local"}}}}))
+    rc, out = run(path, "-e", "shutdown_targets=m1")
+    text = " ".join(out.split())
+    assert rc != 0, out
+    assert "m1: it cannot reach lb1 itself (reached through delegate_to and a local socket)" in text, out
+    assert "give that entry of drain_load_balancers a from_host" in text and "drain_recheck: false" in text, out
+    assert "PLAY [Shut down" not in out, out

@@ -46,7 +46,7 @@ def interrupted_run(directory, run=OLD, pid=None, pid_start=None, hosts=('m1',))
 
 def test_open_creates_the_directory_and_the_runs_journal(directory):
     result = act({'state': 'open', 'dir': str(directory), 'targets': ['m1', 'm2'], 'playbook': 'shutdown'})
-    assert not result.get('failed') and result['changed'] is True and result['interrupted'] == []
+    assert not result.get('failed') and result['changed'] is False and result['interrupted'] == []
     journal = result['journal']
     assert re.match(r'^\d{8}T\d{6}Z-[0-9a-f]{6}$', journal['run'])
     assert journal['path'] == str(directory / ('%s.jsonl' % journal['run']))
@@ -130,7 +130,7 @@ def test_recovered_records_it_and_closes_the_earlier_journals(directory):
     journal = act({'state': 'open', 'dir': str(directory)})['journal']
     before = os.listdir(str(directory))
     result = act({'state': 'recovered', 'journal': journal, 'runs': [older, old], 'put_back': ['m1', 'm2'], 'carried_on': []})
-    assert not result.get('failed') and result['changed'] is True
+    assert not result.get('failed') and result['changed'] is False
     assert result['msg'] == '2 interrupted run(s) closed by run %s' % journal['run']
     assert sorted(os.listdir(str(directory))) == sorted(before)
     mine = last(journal['path'])

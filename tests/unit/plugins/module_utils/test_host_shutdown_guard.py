@@ -264,7 +264,8 @@ def test_an_lb_that_does_not_answer_the_confirmation_stops_nothing(machine, fake
     assert record['failed_step'] == 'recheck' and record['status'] == 'failed'
     assert failure == record['msg'] == (
         '%s was not stopped: could not read lb2 within 2.0 s to confirm that the host is out of rotation before its stop: '
-        'lb2: connection refused. Put it back into service, or once the load balancer answers, restore it.' % HOST)
+        'lb2: connection refused. The rollout puts it back; if the load balancer does not answer, run restore.yml '
+        "with the run's journal once it does." % HOST)
     assert 'stop' not in trail(host) and host.verbs() == ['show'] and record['stop'] is None
     assert sum(fake_time.sleeps) == 2.0   # the confirmation asked until lb_answer_timeout, on the fake clock
     [event] = record['lb_guard']['events']
@@ -355,6 +356,8 @@ def test_check_mode_fails_a_host_that_cannot_reach_its_load_balancer(machine, fa
     record, failure, dummy = guarded(host, fake_time, {'lb1': lb(host, 'm1', [LBError('connection refused')])},
                                      check_mode=True, drain=drain_options(metrics), lb_answer_timeout=1)
     assert record['failed_step'] == 'recheck' and 'could not read lb1 within 1.0 s' in failure
+    # Pre-flight's words: what the read is for and how to fix it, not a stop that never was due.
+    assert 'was not stopped' not in failure and 'check the from_host entry of drain_load_balancers' in failure
     assert 'stop' not in trail(host)
 
 
