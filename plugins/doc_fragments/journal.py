@@ -11,7 +11,8 @@ class ModuleDocFragment(object):
 options:
   journal:
     description:
-      - The rollout's journal on the controller, as M(modelops.shutdown.shutdown_journal) O(state=open) returns it
+      - The rollout's journal on the controller, as M(modelops.shutdown.shutdown_journal) with
+        O(modelops.shutdown.shutdown_journal#module:state=open) returns it
         (RV(modelops.shutdown.shutdown_journal#module:journal)). C(playbooks/shutdown.yml) passes it to every task that
         changes anything.
       - Handled on the controller by the action plugin; a module run on a host never receives it. The modules that
