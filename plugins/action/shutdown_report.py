@@ -16,6 +16,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.shutdown.plugins.filter.rollout_report import rollout_report
 from ansible_collections.modelops.shutdown.plugins.modules.shutdown_report import ARGUMENT_SPEC
+from ansible_collections.modelops.shutdown.plugins.plugin_utils import _journal
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates', 'report.md.j2')
 
@@ -59,6 +60,14 @@ class ActionModule(ActionBase):
         except AnsibleFilterError as exc:
             return dict(result, failed=True, msg=str(exc))
         report['journal'] = args['journal']
+        if args['journal'] and not self._task.check_mode:
+            # The report is written once, at the run's end: that end goes into the journal with it.
+            try:
+                journal = _journal.check_option(args['journal'], 'shutdown_report')
+                _journal.append(journal['path'], journal['run'], 'run_finished',
+                                status='halted' if args['halted'] else 'done', stranded=args['stranded'])
+            except _journal.JournalError as exc:
+                return dict(result, failed=True, msg='shutdown_report: %s' % exc, report=report)
         name = args['name'] or 'shutdown-%s' % report['run_id']
         paths = {'json': os.path.join(args['dest'], name + '.json')}
         if args['markdown']:

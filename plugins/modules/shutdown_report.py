@@ -52,6 +52,13 @@ options:
     description: Whether the rollout halted.
     type: bool
     default: false
+  stranded:
+    description:
+      - Hosts the run leaves drained but not stopped (host to the load balancers), when a put-back failed. With
+        O(journal), the run's end is recorded in the journal with them (C(run_finished)), so that a later run or
+        C(playbooks/restore.yml) finds them.
+    type: dict
+    default: {}
   halt_reason:
     description: Why it halted, with the underlying messages.
     type: str
@@ -103,6 +110,7 @@ ARGUMENT_SPEC = dict(
     dest=dict(type='path', required=True),
     name=dict(type='str'),
     halted=dict(type='bool', default=False),
+    stranded=dict(type='dict', default={}),
     halt_reason=dict(type='str', default=''),
     markdown=dict(type='bool', default=True),
     journal=journal_option(),

@@ -63,3 +63,27 @@ def test_markdown_renders_with_plain_jinja():
     text = render_markdown(rollout_report(fleet()))
     assert text.startswith('# Model-serving shutdown rollout: run')
     assert '| 1 | gpu-2, gpu-1 |' in text
+
+
+def test_the_runs_end_goes_into_its_journal_with_what_it_left_stranded(tmp_path):
+    from ansible_collections.modelops.shutdown.plugins.plugin_utils import _journal
+    path = str(tmp_path / 'run.jsonl')
+    _journal.append(path, 'r1', 'run_started', targets=['gpu-1'])
+    journal = {'path': path, 'run': 'r1'}
+    result = run_action({'hosts': fleet(), 'dest': str(tmp_path / 'reports'), 'halted': True, 'halt_reason': REFUSAL,
+                         'journal': journal, 'stranded': {'gpu-4': ['lb1']}})
+    assert not result.get('failed'), result
+    assert result['report']['journal'] == journal
+    finished = _journal.read(path)[-1]
+    assert (finished['event'], finished['status'], finished['stranded']) == ('run_finished', 'halted', {'gpu-4': ['lb1']})
+    summary = _journal.summarize(_journal.read(path), path)
+    assert summary['finished'] is True and summary['stranded'] == {'gpu-4': ['lb1']}
+    # Check mode journals nothing.
+    run_action({'hosts': fleet(), 'dest': str(tmp_path / 'reports'), 'journal': journal}, check_mode=True)
+    assert len(_journal.read(path)) == 2
+
+
+def test_a_journal_that_cannot_be_written_fails_the_report_task(tmp_path):
+    result = run_action({'hosts': fleet(), 'dest': str(tmp_path / 'reports'),
+                         'journal': {'path': str(tmp_path / 'gone' / 'run.jsonl'), 'run': 'r1'}})
+    assert result['failed'] is True and 'cannot write the journal' in result['msg'], result
