@@ -145,6 +145,8 @@ class Bench:
         self.env.setdefault('ANSIBLE_COLLECTIONS_PATH', os.path.join(REPO, '.build', 'collections'))
         self.env['ANSIBLE_NOCOLOR'] = '1'
         self.env['ANSIBLE_RETRY_FILES_ENABLED'] = '0'
+        # The bench's runs keep their journal in its work directory, never in the machine's ~/.ansible.
+        self.env['MODELOPS_SHUTDOWN_JOURNAL_DIR'] = os.path.join(self.work, 'journal')
         self.playbook_cmd = shutil.which('ansible-playbook', path=self.env['PATH'])
         self.load = None
         self.created = False

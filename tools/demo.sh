@@ -7,7 +7,7 @@
 # Exit status: 0 when the rollout succeeded and every request of the load completed;
 # 1 when the rollout failed or any request failed or was cut; 130/143 when interrupted.
 #
-# Environment: MODELOPS_DEMO_DIR   logs, load summary and reports [<repo>/.build/demo]
+# Environment: MODELOPS_DEMO_DIR   logs, load summary, reports and journal [<repo>/.build/demo]
 #              MODELOPS_DEMO_KEEP  1: leave the fleet up at the end (remove it with
 #                                  ansible-playbook -i tests/fleet/demo/inventory.yml molecule/_shared/destroy.yml)
 #              MODELOPS_DEMO_RATE  requests per second through the LB [5]
@@ -28,6 +28,8 @@ logs=$out/logs
 reports=$out/reports
 load_dir=$out/load
 mkdir -p "$logs" "$reports" "$load_dir"
+# The demo's runs keep their journal with the demo, never in this machine's ~/.ansible.
+export MODELOPS_SHUTDOWN_JOURNAL_DIR=$out/journal
 
 begin=$SECONDS
 load_pid=""
