@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from ansible.plugins.action import ActionBase
 
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import never_weaker
 from ansible_collections.modelops.shutdown.plugins.plugin_utils import _journal
 
 MARKS = ('draining', 'maintenance')
-RANK = {'ready': 0, 'draining': 1, 'maintenance': 2}
 
 
 def intended(args, summary):
@@ -21,8 +21,8 @@ def intended(args, summary):
         state = args.get('state')
         if state == 'restore':
             new_state = restore_states.get(name)
-        elif state in MARKS and RANK.get(known, -1) > RANK[state]:
-            new_state = known  # the module never weakens a mark either
+        elif state in MARKS:
+            new_state = never_weaker(known, state)  # the module's own rule, on what this run last read
         else:
             new_state = state
         hosts[name] = {'previous_state': known, 'new_state': new_state}

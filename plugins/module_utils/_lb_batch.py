@@ -38,6 +38,13 @@ BUDGET_OFF = (0, '0', '0%')
 OUT_OF_SERVICE_RANK = {'ready': 0, 'draining': 1, 'maintenance': 2}
 
 
+def never_weaker(current, target):
+    """The state a mark to C(target) leaves a server in that is now in C(current) (None when unread)."""
+    if OUT_OF_SERVICE_RANK.get(current, -1) > OUT_OF_SERVICE_RANK[target]:
+        return current
+    return target
+
+
 def iso(epoch):
     """ISO 8601 in UTC with an explicit offset, to the millisecond."""
     return time.strftime('%Y-%m-%dT%H:%M:%S', time.gmtime(epoch)) + ('.%03d+00:00' % int(round((epoch % 1) * 1000) % 1000))
@@ -162,12 +169,6 @@ class BatchStateManager(object):
                                        'in_flight': row['in_flight']}
         return observed
 
-    @staticmethod
-    def _no_weaker(seen, target):
-        if not seen.get('failed') and OUT_OF_SERVICE_RANK.get(seen['state'], -1) > OUT_OF_SERVICE_RANK[target]:
-            return seen['state']
-        return target
-
     def _first_read(self, targets):
         """Read the pool; with C(answer_timeout), read again until every server of the batch answers."""
         if self.answer_timeout <= 0:
@@ -256,7 +257,8 @@ class BatchStateManager(object):
         pools, refused = self._budget(before) if state in ('draining', 'maintenance') else ([], [])
         result['budget'] = pools
         if state in ('draining', 'maintenance'):
-            targets = [(index, self._no_weaker(before[index], target)) for index, target in targets]
+            targets = [(index, never_weaker(None if before[index].get('failed') else before[index]['state'], target))
+                       for index, target in targets]
         servers = []
         for index, target in targets:
             member = self.members[index]

@@ -261,6 +261,9 @@ def test_a_put_back_the_lb_refuses_stays_outstanding(tmp_path):
     assert [run['run'] for run in _journal.open_runs(str(tmp_path))] == [RUN]
 
 
-def test_marks_rank_matches_the_managers():
-    from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import OUT_OF_SERVICE_RANK
-    assert action.RANK == OUT_OF_SERVICE_RANK
+def test_marks_use_the_managers_own_rule():
+    from ansible_collections.modelops.shutdown.plugins.module_utils import _lb_batch
+    assert action.never_weaker is _lb_batch.never_weaker
+    assert [_lb_batch.never_weaker(current, 'draining') for current in ('ready', 'draining', 'maintenance', None)] == [
+        'draining', 'draining', 'maintenance', 'draining']
+    assert _lb_batch.never_weaker('draining', 'maintenance') == 'maintenance'
