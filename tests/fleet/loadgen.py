@@ -7,7 +7,7 @@
     python3 loadgen.py --url http://127.0.0.1:8000/v1/completions --rate 5
                        [--duration 20] [--count N] [--stop-file PATH] [--summary out.json]
                        [--records out.jsonl] [--timeout 60] [--service-time S] [--stream]
-                       [--cookie NAME=VALUE ...]
+                       [--cookie NAME=VALUE ...] [--header NAME=VALUE ...]
 
 Sends one POST every 1/rate seconds, each in its own thread whatever is still outstanding
 (open loop), until --count requests are sent, --duration has passed, --stop-file exists, or
@@ -39,6 +39,8 @@ request, in the order given: with HAProxy cookie persistence, --cookie SERVERID=
 pins every request to that server. --count N sends exactly N requests (fewer only if
 --duration, --stop-file or a signal ends sending first); sending ends when the last one's
 1/rate slot does, so duration is N/rate and achieved_rate the rate achieved.
+--header NAME=VALUE (repeatable) sends that header on every request, e.g.
+--header X-Model-Version=chat-v3 for an LB that routes on it.
 
 Exit code: 0 whenever it ran (the caller judges the summary), 2 on bad arguments.
 """
@@ -127,6 +129,21 @@ def cookie_pair(text):
     return name, value
 
 
+HEADER_NAME = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")
+
+
+def header_pair(text):
+    """NAME=VALUE -> (NAME, VALUE), refusing a name that is not an HTTP token or a value with a control character."""
+    name, sep, value = text.partition("=")
+    if not sep or not name or not value:
+        raise argparse.ArgumentTypeError("%r is not NAME=VALUE" % text)
+    if not HEADER_NAME.fullmatch(name):
+        raise argparse.ArgumentTypeError("%r: header name %r is not an HTTP token" % (text, name))
+    if any(ord(char) < 32 or ord(char) == 127 for char in value):
+        raise argparse.ArgumentTypeError("%r: header value has a control character" % text)
+    return name, value
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Open-loop HTTP load generator for the test fleet.")
     parser.add_argument("--url", required=True, help="http(s)://HOST:PORT/v1/completions")
@@ -144,6 +161,8 @@ def parse_args(argv=None):
     parser.add_argument("--max-tokens", type=int, default=16, help='"max_tokens" in each request body [16]')
     parser.add_argument("--cookie", type=cookie_pair, action="append", default=[], metavar="NAME=VALUE",
                         help="send this cookie on every request (repeatable)")
+    parser.add_argument("--header", type=header_pair, action="append", default=[], metavar="NAME=VALUE",
+                        help="send this header on every request (repeatable)")
     args = parser.parse_args(argv)
     parts = urlsplit(args.url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -284,6 +303,8 @@ def main(argv=None) -> int:
     extra_headers = {}
     if args.cookie:
         extra_headers["Cookie"] = "; ".join("%s=%s" % pair for pair in args.cookie)
+    for name, value in args.header:
+        extra_headers[name] = value
 
     run_id = uuid.uuid4().hex[:8]
     interval = 1.0 / args.rate

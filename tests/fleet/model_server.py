@@ -40,6 +40,9 @@ Configuration (environment variables, default in brackets):
                          KillMode=process it outlives the main process [0]
   ORPHAN_MEMORY_MIB      the child's allocation [GPU_MEMORY_MIB // 2]
   FAULT_EXIT_CODE        exit with this code after a successful drain [0]
+  QUALITY_SCORE          initial value of the model_quality_score gauge, standing for an
+                         evaluation job's accuracy metric [unset = not exported until
+                         POST /admin/quality sets it, as a job that never ran exports nothing]
 
 Endpoints (one request per connection; every response carries "Connection: close"):
   POST /v1/completions   OpenAI-like completion after the service time. Request id =
@@ -51,7 +54,13 @@ Endpoints (one request per connection; every response carries "Connection: close
                          {"status":"maintenance"}
   GET  /metrics          Prometheus text: vllm:num_requests_running / _waiting /
                          _swapped, vllm:gpu_cache_usage_perc, vllm:request_success_total,
-                         vllm:prompt_tokens_total, vllm:generation_tokens_total
+                         vllm:prompt_tokens_total, vllm:generation_tokens_total,
+                         vllm:e2e_request_latency_seconds (histogram, vLLM 0.5's buckets),
+                         model_quality_score (when set). Labelled model_name=MODEL_NAME;
+                         like prometheus_client, a labelled counter or histogram has no
+                         sample before its first request.
+  POST /admin/quality    {"value": 0.83}: set model_quality_score (0..1); same token
+                         rule as /admin/state
   GET  /admin/state      {"state":"ready|draining|maintenance", ...} (effective state)
   POST /admin/state      {"state": "ready|draining|maintenance"}; needs
                          "Authorization: Bearer <ADMIN_TOKEN>" when ADMIN_TOKEN is set.
@@ -88,6 +97,9 @@ DEFAULT_GPU_UUID = "GPU-5c1a6f3e-2b7d-4c9a-8e41-93d0f2a7b6c8"
 HOLD_TIMEOUT = 120.0
 STATES = ("ready", "draining", "maintenance")
 DRAIN_TIMEOUT_EXIT = 3
+# vllm:e2e_request_latency_seconds's buckets as vLLM 0.5 exports them (tests/unit/fixtures/
+# vllm_metrics_v0.5_opt125m_datadog.txt); +Inf is implied.
+LATENCY_BUCKETS = (1.0, 2.5, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 50.0, 60.0)
 CONFIG_ERROR_EXIT = 2
 WORDS = ("the", "model", "is", "serving", "a", "reference", "completion", "for", "fleet", "tests")
 
@@ -162,6 +174,8 @@ class Config:
         self.fault_orphan_child = _env_flag(env, "FAULT_ORPHAN_CHILD")
         self.orphan_memory_mib = _env_int(env, "ORPHAN_MEMORY_MIB", self.gpu_memory_mib // 2)
         self.fault_exit_code = _env_int(env, "FAULT_EXIT_CODE", 0)
+        quality = env.get("QUALITY_SCORE")
+        self.quality_score = None if quality in (None, "") else _env_float(env, "QUALITY_SCORE", 0.0)
         if self.fault_exit_code > 255:
             raise ConfigError("FAULT_EXIT_CODE=%r must be 0..255" % self.fault_exit_code)
 
@@ -310,6 +324,10 @@ class ServerState:
         self.success = 0
         self.prompt_tokens = 0
         self.generation_tokens = 0
+        self.latency_buckets = [0] * len(LATENCY_BUCKETS)  # cumulative counts, le=LATENCY_BUCKETS[i]
+        self.latency_count = 0
+        self.latency_sum = 0.0
+        self.quality_score = cfg.quality_score
         self.admin_state = "ready"
         self.shutting_down = False
         self.scrapes = 0  # /metrics answers so far; a held request waits for one that counted it
@@ -365,11 +383,16 @@ class ServerState:
             self.waiting -= 1
             self.running += 1
 
-    def release_slot(self, ok: bool, prompt_tokens: int, generation_tokens: int):
+    def release_slot(self, ok: bool, prompt_tokens: int, generation_tokens: int, latency: float = 0.0):
         with self._cond:
             self.running -= 1
             if ok:
                 self.success += 1
+                self.latency_count += 1
+                self.latency_sum += latency
+                for index, bound in enumerate(LATENCY_BUCKETS):
+                    if latency <= bound:
+                        self.latency_buckets[index] += 1
                 self.prompt_tokens += prompt_tokens
                 self.generation_tokens += generation_tokens
         if self._slots is not None:
@@ -384,6 +407,10 @@ class ServerState:
                 "prompt_tokens": self.prompt_tokens,
                 "generation_tokens": self.generation_tokens,
                 "connections": self.connections,
+                "latency_buckets": list(self.latency_buckets),
+                "latency_count": self.latency_count,
+                "latency_sum": self.latency_sum,
+                "quality_score": self.quality_score,
             }
 
     # readiness
@@ -445,6 +472,22 @@ def render_metrics(state: ServerState) -> str:
     # prometheus_client prints a labelled counter's sample only once it has one.
     if snap["success"]:
         lines.append('vllm:request_success_total{finished_reason="length",%s} %s' % (model, _fmt(snap["success"])))
+    lines += [
+        "# HELP vllm:e2e_request_latency_seconds Histogram of end to end request latency in seconds.",
+        "# TYPE vllm:e2e_request_latency_seconds histogram",
+    ]
+    if snap["latency_count"]:
+        for bound, count in zip(LATENCY_BUCKETS, snap["latency_buckets"]):
+            lines.append('vllm:e2e_request_latency_seconds_bucket{le="%s",%s} %s' % (bound, model, _fmt(count)))
+        lines.append('vllm:e2e_request_latency_seconds_bucket{le="+Inf",%s} %s' % (model, _fmt(snap["latency_count"])))
+        lines.append('vllm:e2e_request_latency_seconds_count{%s} %s' % (model, _fmt(snap["latency_count"])))
+        lines.append('vllm:e2e_request_latency_seconds_sum{%s} %s' % (model, _fmt(snap["latency_sum"])))
+    if snap["quality_score"] is not None:
+        lines += [
+            "# HELP model_quality_score Accuracy of the model's latest evaluation run (0..1).",
+            "# TYPE model_quality_score gauge",
+            "model_quality_score{%s} %s" % (model, _fmt(snap["quality_score"])),
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -583,6 +626,8 @@ class Handler(BaseHTTPRequestHandler):
             self._completions()
         elif path == "/admin/state":
             self._set_state()
+        elif path == "/admin/quality":
+            self._set_quality()
         else:
             self._send_json(404, {"error": "not found", "path": path})
 
@@ -617,6 +662,22 @@ class Handler(BaseHTTPRequestHandler):
         if old != new:
             log("admin state %s -> %s (from %s)" % (old, new, self.client_address[0]))
         self._send_json(200, self._state_payload())
+
+    def _set_quality(self):
+        if not self._authorized():
+            self._send_json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
+            return
+        data, error = self._read_json()
+        if error:
+            self._send_json(400, {"error": error})
+            return
+        value = data.get("value")
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            self._send_json(400, {"error": "value must be a number from 0 to 1"})
+            return
+        self.state.quality_score = float(value)
+        log("quality score set to %s (from %s)" % (value, self.client_address[0]))
+        self._send_json(200, {"model": self.state.cfg.model, "quality_score": self.state.quality_score})
 
     def _completions(self):
         t0 = time.time()
@@ -675,7 +736,7 @@ class Handler(BaseHTTPRequestHandler):
                                        "duration": round(time.time() - t0, 6), "instance": cfg.instance})
             self.close_connection = True
         finally:
-            self.state.release_slot(ok, prompt_tokens, max_tokens)
+            self.state.release_slot(ok, prompt_tokens, max_tokens, time.time() - t0)
         if ok:
             now = time.time()
             self.state.task_log.write({"event": "completed", "id": request_id, "ts": now, "status": 200,

@@ -159,3 +159,32 @@ def test_haproxy_accepts_the_rendering(text, tmp_path):
     warnings = [line for line in output.splitlines()
                 if ("[WARNING]" in line or "[ALERT]" in line) and not any(known in line for known in expected)]
     assert warnings == [], output
+
+
+def render_routed():
+    """Three models, each host in its model's backend, routed by X-Model-Version through the map file."""
+    return render(
+        fleet_haproxy_routes={"chat-v3": "chat", "embed-v1": "embed"},
+        groups={"load_balancers": ["rt-lb"], "model_servers": ["rt-a1", "rt-b1", "rt-b2"]},
+        hostvars={"rt-lb": {}, "rt-a1": {"fleet_backend": "chat"}, "rt-b1": {"fleet_backend": "embed"},
+                  "rt-b2": {"fleet_backend": "embed"}})
+
+
+def test_routes_give_each_model_its_backend_and_a_map_lookup():
+    parts = sections(render_routed())
+    assert "use_backend %[req.hdr(X-Model-Version),lower,map(/etc/haproxy/model-routes.map,no_route)]" in parts[
+        "frontend models_in"]
+    assert [line.split()[1] for line in parts["backend chat"] if line.startswith("server ")] == ["rt-a1"]
+    assert [line.split()[1] for line in parts["backend embed"] if line.startswith("server ")] == ["rt-b1", "rt-b2"]
+    assert "backend models" not in parts and "backend no_route" in parts
+
+
+@pytest.mark.skipif(not _haproxy_usable(), reason="no %s (or no haproxy user) here" % HAPROXY)
+def test_haproxy_accepts_the_routed_rendering(tmp_path):
+    text = render_routed().replace("/etc/haproxy/model-routes.map", str(tmp_path / "model-routes.map"))
+    (tmp_path / "model-routes.map").write_text("chat-v3 chat\nembed-v1 embed\n")
+    config = tmp_path / "haproxy.cfg"
+    config.write_text(text)
+    result = subprocess.run([HAPROXY, "-c", "-f", str(config)], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert result.returncode == 0, result.stdout + result.stderr

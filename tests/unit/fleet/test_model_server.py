@@ -114,7 +114,7 @@ def test_metrics_count_running_requests_in_vllm_format(fleet, helpers):
     # Every HELP/TYPE line exactly as vLLM prints it (real capture).
     capture = (helpers.FIXTURES / "vllm_metrics_v0.5_opt125m_datadog.txt").read_text().splitlines()
     ours = [line for line in text.splitlines() if line.startswith("# ") and "vllm:" in line]
-    assert len(ours) == 14 and all(line in capture for line in ours)
+    assert len(ours) == 16 and all(line in capture for line in ours)
     assert "%s 0.0\n" % RUNNING in text and "%s 0.0\n" % WAITING in text
     assert "vllm:request_success_total{" not in text  # no sample before the first success, like prometheus_client
     assert re.search(r"^process_start_time_seconds \d\.\d+e\+09$", text, re.M)  # Go-style float, as in the capture
@@ -124,9 +124,34 @@ def test_metrics_count_running_requests_in_vllm_format(fleet, helpers):
     assert gauge(helpers, server, WAITING) == 0.0
     join(threads)
     assert [r[0] for r in results.values()] == [200, 200, 200]
+    # The server counts a request done just after its response is sent: wait for that, not for a margin.
+    helpers.wait_for(lambda: gauge(helpers, server, SUCCESS) == 3.0, 30.0, message="success == 3")
     samples = helpers.parse_metrics(server.metrics())
     assert samples[RUNNING] == 0.0 and samples[SUCCESS] == 3.0
     assert "%s 3.0\n" % SUCCESS in server.metrics()
+
+
+def test_latency_histogram_and_quality_gauge_as_vllm_and_an_evaluation_job_export_them(fleet, helpers):
+    server = fleet.start_server(SERVICE_TIME="0.2")
+    text = server.metrics()
+    assert "vllm:e2e_request_latency_seconds_bucket" not in text  # no sample before the first request
+    assert "model_quality_score" not in text  # no evaluation job has run
+    threads, results = fire(server, 2)
+    join(threads)
+    assert [r[0] for r in results.values()] == [200, 200]
+    count = 'vllm:e2e_request_latency_seconds_count{model_name="%s"}' % MODEL
+    helpers.wait_for(lambda: gauge(helpers, server, count) == 2.0, 30.0, message="latency count == 2")
+    assert server.request("POST", "/admin/quality", {"value": 1.5})[0] == 400
+    assert server.request("POST", "/admin/quality", {"value": 0.8})[0] == 200
+    samples = helpers.parse_metrics(server.metrics())
+    capture = (helpers.FIXTURES / "vllm_metrics_v0.5_opt125m_datadog.txt").read_text()
+    bounds = re.findall(r'^vllm:e2e_request_latency_seconds_bucket\{le="([^"]+)"', capture, re.M)
+    ours = [key for key in samples if key.startswith("vllm:e2e_request_latency_seconds_bucket")]
+    assert [re.search(r'le="([^"]+)"', key).group(1) for key in ours] == bounds  # vLLM's bounds, in its order
+    assert samples['vllm:e2e_request_latency_seconds_bucket{le="1.0",model_name="%s"}' % MODEL] == 2.0
+    assert samples['vllm:e2e_request_latency_seconds_count{model_name="%s"}' % MODEL] == 2.0
+    assert 0.4 <= samples['vllm:e2e_request_latency_seconds_sum{model_name="%s"}' % MODEL] < 2.0
+    assert samples['model_quality_score{model_name="%s"}' % MODEL] == 0.8
 
 
 def test_metrics_count_waiting_requests_beyond_max_concurrency(fleet, helpers):

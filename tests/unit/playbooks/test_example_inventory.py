@@ -11,7 +11,7 @@ import re
 import yaml
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-ROLE_PREFIXES = ("drain_", "stop_", "policy_", "verify_", "rollout_", "report_")
+ROLE_PREFIXES = ("drain_", "stop_", "policy_", "verify_", "rollout_", "report_", "retire_")
 
 
 def role_options():
