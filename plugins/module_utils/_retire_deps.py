@@ -623,6 +623,44 @@ class HAProxyServer(Handler):
             raise DependencyError('%s was written but %s' % (self.options['config'], exc),
                                   'systemctl status %s' % self.options['unit'])
 
+    # -- what a reload forgets
+    def _admin_states(self):
+        """C({(backend, server): drain|maint}) of every server set out of service at run time, or None (unreadable)."""
+        try:
+            rows = self.runtime.servers_state()
+        except _haproxy.HAProxyError:
+            return None
+        states = {}
+        for row in rows:
+            state = self._row_state(row)['admin_state']
+            if state in ('drain', 'maint'):
+                states[(row.get('be_name'), row.get('srv_name'))] = state
+        return states
+
+    def _keep_admin_states(self, before):
+        """Set again every other server's drain or maintenance that the reload put back to ready.
+
+        Without a server-state file a reload starts every server ready: a host another rollout drained would get
+        traffic again. Returns the sentence the result message gets (empty when nothing needed it)."""
+        if not before:
+            return ''
+        after = self._admin_states() or {}
+        kept, failed = [], []
+        for (backend, server), state in sorted(before.items()):
+            if (backend, server) == (self.backend, self.server) or after.get((backend, server)) == state:
+                continue
+            try:
+                self.runtime.set_server_state(backend, server, state)
+                kept.append('%s/%s %s' % (backend, server, state))
+            except _haproxy.HAProxyError as exc:
+                if 'no such server' in str(exc).lower() or 'no such backend' in str(exc).lower():
+                    continue  # gone from the new configuration: nothing to keep
+                failed.append('%s/%s %s (%s)' % (backend, server, state, exc))
+        if failed:
+            raise DependencyError('the reload put servers back in service that were out of it, and setting them back '
+                                  'failed: %s' % '; '.join(failed), self._show_hint())
+        return ('; states the reload forgot set again: %s' % ', '.join(kept)) if kept else ''
+
     def _config_absent(self):
         text, st = self._read_config()
         new_text, record = remove_server(text, self.backend, self.server)
@@ -643,11 +681,13 @@ class HAProxyServer(Handler):
         if self.check_mode:
             return self.outcome(True, previous, new, 'would remove "%s" and reload %s%s' % (
                 record['line'].strip(), self.options['unit'], note))
+        before = self._admin_states() if self.runtime is not None else None
         self._apply(new_text, st, previous, new)
         msg = 'removed "%s", validated, reloaded %s' % (record['line'].strip(), self.options['unit'])
         if self.runtime is not None:
             self._after(msg, self._wait_listed, False)
             msg += '; no longer listed by HAProxy'
+            msg += self._after(msg, self._keep_admin_states, before)
         else:
             msg += '; not checked at run time (no haproxy runtime API given)'
         return self.outcome(True, previous, new, msg + note)
@@ -667,11 +707,13 @@ class HAProxyServer(Handler):
             return self.outcome(False, new, new, 'backend %s already has a "server %s" line' % (self.backend, self.server))
         if self.check_mode:
             return self.outcome(True, current, new, 'would put back "%s" and reload %s' % (line.strip(), self.options['unit']))
+        before = self._admin_states() if self.runtime is not None else None
         self._apply(new_text, st, current, new)
         msg = 'put back "%s", validated, reloaded %s' % (line.strip(), self.options['unit'])
         if self.runtime is not None:
             self._after(msg, self._wait_listed, True)
             msg += '; listed by HAProxy again'
+            msg += self._after(msg, self._keep_admin_states, before)
         return self.outcome(True, current, new, msg)
 
     # -- runtime (dynamic servers)

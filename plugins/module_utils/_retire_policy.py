@@ -138,7 +138,8 @@ def policy_spec():
         version=dict(type='str', required=True),
         description=dict(type='str', default=''),
         applies_to=dict(type='dict'),
-        action=dict(type='str', required=True, choices=list(ACTIONS)),
+        # One action or several (the design brief's degraded policy notifies the owner and freezes the version).
+        action=dict(type='list', elements='str', required=True, choices=list(ACTIONS)),
         rollback_window=dict(type='raw'),
         owner=dict(type='str'),
         no_data=dict(type='str', default='inconclusive', choices=list(NO_DATA)),
@@ -217,7 +218,17 @@ def check_condition(value, where, policy_no_data):
 
 def check_policy(value, where):
     """The policy C(value) validated and defaulted; raises C(PolicyError) naming C(where)."""
-    policy = _checked(policy_spec(), value, where, required_if=[('action', 'retire', ['rollback_window'])])
+    policy = _checked(policy_spec(), value, where)
+    actions = []
+    for action in policy['action']:
+        if action not in actions:
+            actions.append(action)
+    if not actions:
+        raise PolicyError('%s.action must name at least one of %s' % (where, ', '.join(ACTIONS)))
+    policy['action'] = actions
+    if 'retire' in actions and policy['rollback_window'] is None:
+        raise PolicyError('%s: action is retire but rollback_window is missing: how long the retirement can be rolled '
+                          'back (for example 72h)' % where)
     if not _NAME_RE.match(policy['name']):
         raise PolicyError('%s.name must match ^[A-Za-z0-9][A-Za-z0-9._-]*$ (letters, digits, ".", "_", "-"), got %r'
                           % (where, policy['name']))
@@ -626,10 +637,10 @@ def _policy_reason(decision, conditions):
 
 def summarize(model_record):
     """The retire decision, deciding policy and actions of a model record (in place)."""
-    retire_policies = [p for p in model_record['policies'] if p['action'] == 'retire']
+    retire_policies = [p for p in model_record['policies'] if 'retire' in p['action']]
     met = [p for p in model_record['policies'] if p['decision'] == MET]
-    model_record['actions'] = [{'action': p['action'], 'policy': p['name'], 'version': p['version'], 'owner': p['owner']}
-                               for p in met]
+    model_record['actions'] = [{'action': action, 'policy': p['name'], 'version': p['version'], 'owner': p['owner']}
+                               for p in met for action in p['action']]
     deciding = next((p for p in retire_policies if p['decision'] == MET), None)
     if deciding is not None:
         model_record['retire'] = 'eligible'
@@ -755,7 +766,7 @@ def markdown(report):
             for policy in model['policies']:
                 for condition in policy['conditions']:
                     lines.append('| %s | %s | %s | %s | %s |' % (
-                        _cell('%s@%s (%s: %s)' % (policy['name'], policy['version'], policy['action'], policy['decision'])),
+                        _cell('%s@%s (%s: %s)' % (policy['name'], policy['version'], '+'.join(policy['action']), policy['decision'])),
                         _cell(condition['name']), _cell(condition['result']), _cell(_shown_value(condition)),
                         _cell(condition['reason'])))
             lines.append('')

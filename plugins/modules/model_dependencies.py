@@ -108,7 +108,8 @@ options:
             description:
               - The runtime API (a C(stats socket ... level admin)). Required with
                 O(dependencies[].haproxy_server.method=runtime); with V(config), used to record the server's run-time
-                state and to wait for the reload to take effect.
+                state, to wait for the reload to take effect, and to set again the drain or maintenance of every other
+                server that the reload forgot (without a server-state file HAProxy starts every server ready).
             type: dict
             suboptions:
               socket:

@@ -94,8 +94,9 @@ options:
     description:
       - The policies, each a dict - C(name) (letters, digits, C(.), C(_), C(-)), C(version) (required), C(description),
         C(applies_to) (C({models - [globs]}), matched with fnmatch on the model name or key; default every model),
-        C(action) (V(retire), V(freeze) or V(notify); required), C(rollback_window) (a duration; required for
-        V(retire)), C(owner), C(no_data) (V(inconclusive), the default, V(met) or V(not_met)) and C(conditions).
+        C(action) (V(retire), V(freeze) or V(notify), or a list of them such as V([notify, freeze]); required; the report
+        lists it as a list), C(rollback_window) (a duration; required with V(retire)), C(owner), C(no_data)
+        (V(inconclusive), the default, V(met) or V(not_met)) and C(conditions).
       - Each condition - C(name) (unique in the policy), C(query) (PromQL), C(compare) (V(<), V(<=), V(>), V(>=),
         V(==), V(!=)), C(threshold) (a finite number), C(for) (a duration - a range query over the window ending
         now; without it, an instant query), C(step) (a duration; default the larger of 1 s and C(for)/60),
@@ -224,7 +225,7 @@ report:
     evaluated_at: 1796187733.0
     evaluated_at_iso: "2026-12-02T05:00:00Z"
     prometheus: {url: "http://prometheus.internal:9090"}
-    policies: [{name: idle-for-a-week, version: "3", action: retire, digest: 9b2e...}]
+    policies: [{name: idle-for-a-week, version: "3", action: [retire], digest: 9b2e...}]
     models: []
     digest: 3f1c...
 report_path:

@@ -197,6 +197,38 @@ def test_config_absent_validates_writes_keeps_mode_reloads_and_waits(tmp_path, s
     assert not [name for name in os.listdir(str(tmp_path)) if name.startswith('.')]
 
 
+def test_a_reload_does_not_put_back_in_service_a_server_another_run_drained(tmp_path, short_dir):
+    # Without a server-state file HAProxy starts every server ready after a reload: gpu-02, drained (admin state 8)
+    # before the reload, must be drained again, and that is said.
+    config = _config(tmp_path)
+    reloaded = []
+    commands = CommandReplay({'-c': (0, 'Configuration file is valid\n', ''), 'reload': (0, '', '')})
+    original = commands.__call__
+
+    def runner(argv):
+        if argv[1] == 'reload':
+            reloaded.append(True)
+        return original(argv)
+    sock = FakeHAProxySocket(os.path.join(short_dir, 'k.sock'))
+
+    def answer():
+        if sock.commands[-1].startswith('set server'):
+            return '\n'
+        if reloaded:
+            return state_answer([(2, 'gpu-02', '10.0.0.12', 8000, 0, 0)])  # gpu-01 gone, gpu-02 forgot its drain
+        return state_answer([(1, 'gpu-01', '10.0.0.11', 8000, 0, 6), (2, 'gpu-02', '10.0.0.12', 8000, 8, 0)])
+    sock.answer = answer
+    try:
+        result, failure = run(manager(runner), 'absent', item(
+            'haproxy_server', backend='models', server='gpu-01', config=config,
+            haproxy={'socket': sock.path, 'timeout': 2.0}, timeout=5.0))
+    finally:
+        sock.close()
+    assert failure is None, failure
+    assert 'set server models/gpu-02 state drain' in [c.strip() for c in sock.commands]
+    assert 'states the reload forgot set again: models/gpu-02 drain' in result['dependencies'][0]['msg']
+
+
 def test_config_absent_then_present_gives_the_original_file(tmp_path):
     config = _config(tmp_path)
     commands = CommandReplay({'-c': (0, '', ''), 'reload': (0, '', '')})

@@ -95,8 +95,8 @@ def test_bad_durations_are_refused_naming_the_option(text, words):
 
 @pytest.mark.parametrize('change, words', [
     (dict(name='-bad'), 'policies[0].name must match'),
-    (dict(action='delete'), 'policies[0]: value of action must be one of: retire, freeze, notify'),
-    (dict(rollback_window=None), 'action is retire but all of the following are missing: rollback_window'),
+    (dict(action='delete'), 'policies[0]: value of action must be one or more of: retire, freeze, notify'),
+    (dict(rollback_window=None), 'action is retire but rollback_window is missing'),
     (dict(rollback_window='soon'), 'policies[0].rollback_window: expected'),
     (dict(conditions=[]), 'policies[0].conditions must list at least one condition'),
     (dict(conditions=[{'name': 'a', 'query': 'x', 'compare': '=', 'threshold': 1}]),
@@ -311,6 +311,17 @@ def test_consecutive_evaluations_are_counted_in_the_state_file(tmp_path):
     rp.run(params, False, NOW + 20, lambda prometheus: FakeClient({}))
     with open(state) as handle:
         assert json.load(handle)['streaks']['idle@1/embed/idle']['streak'] == 0
+
+
+def test_a_policy_with_several_actions_lists_each_when_met():
+    params = dict(prometheus={'url': 'x'}, models=[model()],
+                  policies=[dict(policy([{'name': 'idle', 'query': QPS_TEMPLATE, 'compare': '<=', 'threshold': 0}]),
+                                 name='degraded', action=['notify', 'freeze', 'notify'], rollback_window=None)])
+    result = rp.run(params, False, NOW, lambda prometheus: FakeClient({QPS: 'query_vector_idle_qps_or_zero'}))
+    summary = result['models']['embed']
+    assert [a['action'] for a in summary['actions']] == ['notify', 'freeze']  # each once, in the order given
+    assert summary['retire'] == 'not_eligible'  # neither action retires
+    assert result['report']['policies'][0]['action'] == ['notify', 'freeze']
 
 
 def test_the_first_evaluation_creates_the_state_files_folder(tmp_path):
