@@ -174,7 +174,8 @@ def test_finalize_after_the_window_leaves_nothing_but_the_closed_record():
     assert 'server rt-b1 ' not in snap['haproxy_cfg']
     assert 'embed-v1' not in snap['map_file'] and 'embed-v1' not in snap['runtime_map']
     assert 'embed-v1' not in snap['rule_groups']
-    assert snap['files'] == [], snap['files']  # timer files and drop-ins gone
+    assert snap['files'] == [], snap['files']  # timer files, drop-ins and the instance's settings gone
+    assert '/etc/model-server/embed.env' in snapshot('rolled_back_a')['files']  # (there before)
     assert snap['unit_enabled'] in ('disabled', '') and snap['unit_active'] in ('inactive', 'failed')
     record = records()[-1]
     assert record['status'] == 'final' and record['finalized_at'] >= record['window_end']
