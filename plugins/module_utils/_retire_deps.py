@@ -625,36 +625,33 @@ class HAProxyServer(Handler):
 
     # -- what a reload forgets
     def _admin_states(self):
-        """C({(backend, server): drain|maint}) of every server set out of service at run time, or None (unreadable)."""
+        """C({(backend, server): ready|drain|maint}) of every server HAProxy lists, or None (unreadable)."""
         try:
             rows = self.runtime.servers_state()
         except _haproxy.HAProxyError:
             return None
-        states = {}
-        for row in rows:
-            state = self._row_state(row)['admin_state']
-            if state in ('drain', 'maint'):
-                states[(row.get('be_name'), row.get('srv_name'))] = state
-        return states
+        return dict(((row.get('be_name'), row.get('srv_name')), self._row_state(row)['admin_state']) for row in rows)
 
     def _keep_admin_states(self, before):
         """Set again every other server's drain or maintenance that the reload put back to ready.
 
         Without a server-state file a reload starts every server ready: a host another rollout drained would get
-        traffic again. Returns the sentence the result message gets (empty when nothing needed it)."""
-        if not before:
+        traffic again. A server the new configuration no longer lists has nothing to keep. Returns the sentence the
+        result message gets (empty when nothing needed it)."""
+        out_of_service = dict((key, state) for key, state in (before or {}).items() if state in ('drain', 'maint'))
+        if not out_of_service:
             return ''
-        after = self._admin_states() or {}
+        after = self._admin_states()  # None (unreadable): set every one again, as if each had been forgotten
         kept, failed = [], []
-        for (backend, server), state in sorted(before.items()):
-            if (backend, server) == (self.backend, self.server) or after.get((backend, server)) == state:
+        for (backend, server), state in sorted(out_of_service.items()):
+            if (backend, server) == (self.backend, self.server):
                 continue
+            if after is not None and after.get((backend, server), state) == state:
+                continue  # kept, or gone from the new configuration
             try:
                 self.runtime.set_server_state(backend, server, state)
                 kept.append('%s/%s %s' % (backend, server, state))
             except _haproxy.HAProxyError as exc:
-                if 'no such server' in str(exc).lower() or 'no such backend' in str(exc).lower():
-                    continue  # gone from the new configuration: nothing to keep
                 failed.append('%s/%s %s (%s)' % (backend, server, state, exc))
         if failed:
             raise DependencyError('the reload put servers back in service that were out of it, and setting them back '

@@ -645,13 +645,20 @@ class Handler(BaseHTTPRequestHandler):
             "pid": os.getpid(),
         }
 
-    def _set_state(self):
+    def _admin_body(self):
+        """The JSON body of an admin POST, or None once a 401/400 has been answered."""
         if not self._authorized():
             self._send_json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
-            return
+            return None
         data, error = self._read_json()
         if error:
             self._send_json(400, {"error": error})
+            return None
+        return data
+
+    def _set_state(self):
+        data = self._admin_body()
+        if data is None:
             return
         new = data.get("state")
         if new not in STATES:
@@ -664,12 +671,8 @@ class Handler(BaseHTTPRequestHandler):
         self._send_json(200, self._state_payload())
 
     def _set_quality(self):
-        if not self._authorized():
-            self._send_json(401, {"error": "unauthorized"}, {"WWW-Authenticate": "Bearer"})
-            return
-        data, error = self._read_json()
-        if error:
-            self._send_json(400, {"error": error})
+        data = self._admin_body()
+        if data is None:
             return
         value = data.get("value")
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:

@@ -229,6 +229,31 @@ def test_a_reload_does_not_put_back_in_service_a_server_another_run_drained(tmp_
     assert 'states the reload forgot set again: models/gpu-02 drain' in result['dependencies'][0]['msg']
 
 
+def test_a_server_the_new_configuration_drops_has_no_state_to_keep(tmp_path, short_dir):
+    # gpu-02 was drained, and the edited configuration (another hand's change) no longer lists it: nothing is sent.
+    config = _config(tmp_path)
+    reloaded = []
+    commands = CommandReplay({'-c': (0, 'Configuration file is valid\n', ''), 'reload': (0, '', '')})
+    original = commands.__call__
+
+    def runner(argv):
+        if argv[1] == 'reload':
+            reloaded.append(True)
+        return original(argv)
+    sock = FakeHAProxySocket(os.path.join(short_dir, 'g.sock'))
+    before = [(1, 'gpu-01', '10.0.0.11', 8000, 0, 6), (2, 'gpu-02', '10.0.0.12', 8000, 8, 0)]
+    sock.answer = lambda: state_answer([] if reloaded else before)
+    try:
+        result, failure = run(manager(runner), 'absent', item(
+            'haproxy_server', backend='models', server='gpu-01', config=config,
+            haproxy={'socket': sock.path, 'timeout': 2.0}, timeout=5.0))
+    finally:
+        sock.close()
+    assert failure is None, failure
+    assert not [c for c in sock.commands if c.startswith('set server')]
+    assert 'set again' not in result['dependencies'][0]['msg']
+
+
 def test_config_absent_then_present_gives_the_original_file(tmp_path):
     config = _config(tmp_path)
     commands = CommandReplay({'-c': (0, '', ''), 'reload': (0, '', '')})
