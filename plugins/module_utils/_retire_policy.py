@@ -805,6 +805,12 @@ def verify_report(path, now, max_age):
         report = json.loads(text)
     except (ValueError, RecursionError) as exc:
         raise PolicyError('report %s is not JSON: %s' % (path, exc))
+    return check_report(report, path, now, max_age)
+
+
+def check_report(report, path, now, max_age):
+    """C(report) (a decoded eligibility report; C(path) names where it came from in messages), checked: kind,
+    schema version, digest, age. Raises C(PolicyError)."""
     if not isinstance(report, dict):
         raise PolicyError('report %s is not an eligibility report: expected a JSON object, got %s' % (path, type(report).__name__))
     if report.get('kind') != KIND:
@@ -856,13 +862,15 @@ def argument_spec():
         state_file=dict(type='path'),
         report_dir=dict(type='path'),
         report=dict(type='path'),
+        report_data=dict(type='dict'),
         max_report_age=dict(type='float', default=3600.0),
     )
 
 
 MODULE_CONSTRAINTS = dict(
-    mutually_exclusive=[('report', 'policies'), ('report', 'prometheus'), ('report', 'models')],
-    required_one_of=[('report', 'policies')],
+    mutually_exclusive=[('report', 'report_data', 'policies'), ('report', 'prometheus'), ('report', 'models'),
+                        ('report_data', 'prometheus'), ('report_data', 'models')],
+    required_one_of=[('report', 'report_data', 'policies')],
     required_by={'policies': ('prometheus', 'models')},
 )
 
@@ -900,14 +908,19 @@ def make_client(prometheus):
 def run(params, check_mode, now, client_factory=make_client):
     """Do what the module is asked; return its result, or raise C(PolicyError) (bad input, a file that cannot be
     written, a report that fails verification). C(client_factory(prometheus_params)) gives the C(PromClient)."""
-    if params.get('report'):
+    if params.get('report') or params.get('report_data') is not None:
         seconds = params['max_report_age']
         if not finite(seconds) or seconds <= 0:
             raise PolicyError('max_report_age must be a finite number of seconds more than 0, got %s' % seconds)
-        report = verify_report(params['report'], now, seconds)
-        return _result(report, True, False, params['report'], None,
+        if params.get('report'):
+            where, report = params['report'], verify_report(params['report'], now, seconds)
+        else:
+            # The report handed over by an earlier job (AWX artifacts): the same checks as a file's.
+            where = 'passed as report_data'
+            report = check_report(params['report_data'], where, now, seconds)
+        return _result(report, True, False, params.get('report'), None,
                        'Report %s verified (digest %s, made %s): %s.' % (
-                           params['report'], report['digest'], report.get('evaluated_at_iso'),
+                           where, report['digest'], report.get('evaluated_at_iso'),
                            _lists(model_summaries(report))))
     policies = check_policies(params['policies'])
     models = check_models(params['models'])

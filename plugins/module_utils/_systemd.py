@@ -34,6 +34,7 @@ import errno
 import math
 import os
 import re
+import shlex
 
 SHOW_PROPERTIES = (
     'Id', 'LoadState', 'ActiveState', 'SubState', 'Result', 'UnitFileState',
@@ -451,3 +452,81 @@ def remove_stop_timeout_dropin(unit, runtime_dir=None):
     except OSError:
         pass
     return removed
+
+
+# ------------------------------------------------------------------- ExecStart= and Environment=
+
+_EXEC_COMMAND = re.compile(
+    r'^\{ path=(?P<path>[^;]*?) ; argv\[\]=(?P<argv>.*?) ; ignore_errors=(?:yes|no) ; start_time=\[[^\]]*\]'
+    r' ; stop_time=\[[^\]]*\] ; pid=[0-9]+ ; code=[^;]* ; status=[^;}]* \}$')
+
+
+def show_values(text, key):
+    """Every value of C(key) in C(systemctl show) output of one unit, in order (C(EnvironmentFiles=) and
+    C(ExecStart=) of some versions repeat the key once per entry, which C(parse_show()) keeps only the last of)."""
+    prefix = key + '='
+    return [line.rstrip('\r')[len(prefix):] for line in text.splitlines() if line.startswith(prefix)]
+
+
+def parse_exec_command(value):
+    """C((path, argv)) from one C(ExecStart=) value as C(systemctl show) prints it
+    (C({ path=/usr/bin/python3 ; argv[]=/usr/bin/python3 /opt/x.py --a 1 ; ignore_errors=no ; ... })).
+
+    Returns C(None) for anything else: an empty value, several commands, another layout. systemctl prints
+    C(argv[]) joined with single spaces and without quotes, so an argument holding a space reads as two.
+    """
+    value = (value or '').strip()
+    if value.count('{ path=') != 1:
+        return None
+    match = _EXEC_COMMAND.match(value)
+    if not match:
+        return None
+    argv = match.group('argv').split(' ')
+    if not match.group('path') or not argv or '' in argv:
+        return None
+    return match.group('path'), argv
+
+
+def parse_environment(value):
+    """C({name: value}) from an C(Environment=) value (C(A=1 "B=two words")); C(None) when it cannot be split."""
+    env = {}
+    try:
+        words = shlex.split(value or '', posix=True)
+    except ValueError:
+        return None
+    for word in words:
+        if '=' not in word:
+            return None
+        name, val = word.split('=', 1)
+        env[name] = val
+    return env
+
+
+def parse_environment_file_entry(value):
+    """C((path, ignore_errors)) from an C(EnvironmentFiles=) value (C(/etc/x.env (ignore_errors=yes))), or C(None)."""
+    match = re.match(r'^(?P<path>\S.*?) \(ignore_errors=(?P<ignore>yes|no)\)$', (value or '').strip())
+    if not match:
+        return None
+    return match.group('path'), match.group('ignore') == 'yes'
+
+
+def parse_environment_file(text):
+    """C({name: value}) from an environment file as systemd reads it (C(KEY=VALUE) lines, C(#)/C(;) comments,
+    optional C(export), single or double quotes around the value). Lines that are not assignments are skipped."""
+    env = {}
+    for raw in (text or '').splitlines():
+        line = raw.strip()
+        if not line or line[0] in '#;':
+            continue
+        if line.startswith('export '):
+            line = line[len('export '):].lstrip()
+        if '=' not in line:
+            continue
+        name, val = line.split('=', 1)
+        name = name.strip()
+        val = val.strip()
+        if len(val) >= 2 and val[0] == val[-1] and val[0] in '"\'':
+            val = val[1:-1]
+        if re.match(r'^[A-Za-z_][A-Za-z0-9_]*$', name):
+            env[name] = val
+    return env

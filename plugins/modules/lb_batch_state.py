@@ -275,6 +275,67 @@ server_state:
       description: Both are there; null when the file could not be read.
       type: bool
       sample: false
+health_checks:
+  description:
+    - The health-check settings of each HAProxy member's server in O(haproxy_config), and how long HAProxy takes to
+      mark it C(DOWN) after it stopped (C(inter + (fall - 1) * fastinter); V(null) without C(check)).
+      M(modelops.shutdown.drain_timing_check) compares it with the server's own shutdown window.
+  returned: when O(haproxy_config) is given and a member is an HAProxy one
+  type: list
+  elements: dict
+  sample:
+    - {host: gpu-01, backend: models, server: gpu-01, check: true, inter_seconds: 2.0, fastinter_seconds: 2.0,
+       downinter_seconds: 2.0, fall: 3, rise: 2, detection_seconds: 6.0,
+       source: '/etc/haproxy/haproxy.cfg: server line 41, default-server line 38', error: null}
+  contains:
+    host:
+      description: Inventory name of the model host.
+      type: str
+      sample: gpu-01
+    backend:
+      description: The member's backend.
+      type: str
+      sample: models
+    server:
+      description: The member's server.
+      type: str
+      sample: gpu-01
+    check:
+      description: Whether the server is health-checked; null when the file has no such server.
+      type: bool
+      sample: true
+    inter_seconds:
+      description: C(inter) in seconds (HAProxy's default 2).
+      type: float
+      sample: 2.0
+    fastinter_seconds:
+      description: C(fastinter) in seconds (C(inter) when unset).
+      type: float
+      sample: 2.0
+    downinter_seconds:
+      description: C(downinter) in seconds (C(inter) when unset).
+      type: float
+      sample: 2.0
+    fall:
+      description: Consecutive failed checks that mark the server C(DOWN) (HAProxy's default 3).
+      type: int
+      sample: 3
+    rise:
+      description: Consecutive passed checks that mark it C(UP) again (HAProxy's default 2).
+      type: int
+      sample: 2
+    detection_seconds:
+      description: Longest time a stopped server stays C(UP); null without C(check) or when unread.
+      type: float
+      sample: 6.0
+    source:
+      description: The file and lines the values come from.
+      type: str
+      sample: '/etc/haproxy/haproxy.cfg: server line 41, default-server line 38'
+    error:
+      description: Why the settings could not be read, else null.
+      type: str
+      sample: null
 journal_path:
   description: The journal the action plugin wrote to.
   returned: when O(journal) is given
@@ -298,6 +359,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._budget import B
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import adapter_errors
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import server_state_persistence, server_state_warning
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy_checks import HAProxyConfigError, server_checks
 from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite, journal_option
 
 
@@ -316,6 +378,21 @@ def read_server_state(path, warn):
     if warning:
         warn(warning)
     return found
+
+
+def read_health_checks(path, members, warn):
+    """Each HAProxy member's health-check settings and detection time, from C(path) (see _haproxy_checks)."""
+    wanted = [(m.host, m.options['backend'], m.options['server']) for m in members if m.kind == 'haproxy']
+    try:
+        with open(path, 'rb') as handle:
+            text = to_text(handle.read(MAX_CONFIG_BYTES), errors='surrogate_or_replace')
+        return server_checks(text, path, wanted)
+    except (IOError, OSError, HAProxyConfigError) as exc:
+        # A file that cannot be opened was already warned about by read_server_state().
+        if isinstance(exc, HAProxyConfigError):
+            warn('Could not read the health checks of %s: %s' % (path, to_text(exc)))
+        return [{'host': host, 'backend': backend, 'server': server, 'detection_seconds': None, 'source': path,
+                 'error': to_text(exc)} for host, backend, server in wanted]
 
 
 def main():
@@ -364,6 +441,7 @@ def main():
                                       diff_mode=module._diff)
         if params['haproxy_config'] and any(member.kind == 'haproxy' for member in members):
             result['server_state'] = read_server_state(params['haproxy_config'], module.warn)
+            result['health_checks'] = read_health_checks(params['haproxy_config'], members, module.warn)
     except (SpecError, BudgetError) as exc:
         failure = '%s: %s' % (params['name'], to_text(exc))
     except adapter_errors() as exc:

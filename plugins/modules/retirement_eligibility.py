@@ -130,8 +130,14 @@ options:
         its C(evaluated_at) be at most O(max_report_age) seconds old and at most 300 s in the future.
       - Excludes O(policies), O(prometheus) and O(models).
     type: path
+  report_data:
+    description:
+      - Verify this report, given as data rather than a file (what an earlier job handed over, for example an AWX
+        workflow's artifacts published with C(set_stats)), with the same checks as O(report).
+      - Excludes O(report), O(policies), O(prometheus) and O(models).
+    type: dict
   max_report_age:
-    description: The oldest report, in seconds, O(report) accepts.
+    description: The oldest report, in seconds, O(report) or O(report_data) accepts.
     type: float
     default: 3600
 notes:
@@ -183,6 +189,13 @@ EXAMPLES = r'''
     max_report_age: 1800
   delegate_to: localhost
   run_once: true
+
+- name: In an AWX workflow, check the report the eligibility job published with set_stats
+  modelops.shutdown.retirement_eligibility:
+    report_data: "{{ modelops_eligibility.report }}"
+    max_report_age: 1800
+  delegate_to: localhost
+  run_once: true
 '''
 
 RETURN = r'''
@@ -229,7 +242,8 @@ report:
     models: []
     digest: 3f1c...
 report_path:
-  description: The JSON report written (or, when verifying, the one read); V(null) without O(report_dir) or in check mode.
+  description: The JSON report written (or, when verifying, the one read); V(null) without O(report_dir), in check mode
+    and with O(report_data).
   returned: success
   type: str
   sample: /var/lib/modelops/eligibility/eligibility-20261202T050000Z.json

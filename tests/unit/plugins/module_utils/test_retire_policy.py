@@ -408,3 +408,19 @@ def test_long_ranges_keep_200_samples_first_and_last():
     samples = [(float(n), float(n)) for n in range(500)]
     kept = rp._kept_samples(samples)
     assert len(kept) == 200 and kept[0] == [0.0, 0.0] and kept[-1] == [499.0, 499.0]
+
+
+def test_a_report_handed_over_as_data_gets_the_checks_of_a_file():
+    """What an AWX workflow's eligibility job publishes (set_stats) is checked like a file: digest and age."""
+    report = made_report()
+    params = dict(report=None, report_data=json.loads(json.dumps(report)), policies=None, prometheus=None, models=None,
+                  state_file=None, report_dir=None, max_report_age=3600.0)
+    result = rp.run(params, False, NOW + 60)
+    assert result['from_report'] is True and result['report_path'] is None and result['digest'] == report['digest']
+    assert 'passed as report_data' in result['msg']
+    with pytest.raises(rp.PolicyError, match='passed as report_data was made at .* more than max_report_age=600'):
+        rp.run(dict(params, max_report_age=600.0), False, NOW + 601)
+    tampered = json.loads(json.dumps(report))
+    tampered['models'][0]['retire'] = 'eligible' if tampered['models'][0]['retire'] != 'eligible' else 'not_eligible'
+    with pytest.raises(rp.PolicyError, match='the report was changed after it was made'):
+        rp.run(dict(params, report_data=tampered), False, NOW)
