@@ -15,7 +15,7 @@ help:
 	@echo "make test   - everything CI runs (lint, sanity, unit tests, molecule scenarios)"
 
 # Scenarios run in this order; each is independent (own containers, network and ports).
-MOLECULE_SCENARIOS ?= default drain stop_verify policy rollout fault_sigterm fault_unreachable fault_budget fault_controller fault_lb fault_deadline retire
+MOLECULE_SCENARIOS ?= default drain stop_verify policy rollout ramp fault_sigterm fault_unreachable fault_budget fault_controller fault_lb fault_deadline retire
 
 bootstrap:
 	@bash tools/bootstrap.sh

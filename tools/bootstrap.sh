@@ -132,6 +132,8 @@ ensure_tools() {
   command -v shellcheck >/dev/null 2>&1 || apt_install shellcheck || say "shellcheck is not installed; ansible-test will skip its shellcheck test."
   # A real HAProxy for the runtime-API unit tests (they skip without it).
   command -v haproxy >/dev/null 2>&1 || apt_install haproxy || say "haproxy is not installed; its unit tests will be skipped."
+  # Headless Chromium renders the HTML reports in their tests (they skip without it) and for the README screenshot.
+  command -v chromium >/dev/null 2>&1 || apt_install chromium || say "chromium is not installed; the HTML report's browser tests will be skipped."
 }
 
 what=${1:-all}

@@ -128,9 +128,10 @@ header "deploying the reference model servers and HAProxy ($lb_url)"
 play fleet molecule/_shared/fleet.yml
 
 header "starting constant load through HAProxy: $rate requests/s, 3 s service time"
-rm -f "$load_dir/stop" "$load_dir/summary.json"
+rm -f "$load_dir/stop" "$load_dir/summary.json" "$load_dir/records.jsonl"
 python3 tests/fleet/loadgen.py --url "$lb_url/v1/completions" --rate "$rate" \
-  --stop-file "$load_dir/stop" --summary "$load_dir/summary.json" >"$logs/load.log" 2>&1 &
+  --stop-file "$load_dir/stop" --summary "$load_dir/summary.json" --records "$load_dir/records.jsonl" \
+  >"$logs/load.log" 2>&1 &
 load_pid=$!
 sleep 5  # let the load reach every server before anything changes
 kill -0 "$load_pid" 2>/dev/null || { note "the load generator exited early"; show_tail "$logs/load.log"; exit 1; }
@@ -174,7 +175,15 @@ stop_load
 header "rollout report"
 report_md=$(find "$reports" -maxdepth 1 -name 'shutdown-*.md' -newer "$marker" -print 2>/dev/null | sort | tail -n 1)
 if [ -n "$report_md" ]; then
-  note "$report_md (and ${report_md%.md}.json)"
+  report_json=${report_md%.md}.json
+  report_html=${report_md%.md}.html
+  # The load stopped only now: draw it under the run's timeline (the rollout wrote its page without it).
+  if ! python3 tools/report_html.py "$report_json" --load "$load_dir/records.jsonl" -o "$report_html" \
+      >"$logs/report_html.log" 2>&1; then
+    note "could not add the load to the HTML report, see $logs/report_html.log"
+  fi
+  note "$report_md (and $report_json)"
+  note "HTML report (timeline and load): $report_html"
   echo
   cat "$report_md"
 else

@@ -28,7 +28,7 @@ def haproxy_servers(host, backend='models'):
 
 def run_load(seconds, rate=5, url=None):
     """Run the load generator through the LB and return its JSON summary."""
-    url = url or os.environ['FLEET_LB_URL'] + '/v1/completions'
+    url = url or os.environ['FLEET_LB_URL'].split(',')[0] + '/v1/completions'
     with tempfile.TemporaryDirectory() as tmp:
         summary = pathlib.Path(tmp) / 'summary.json'
         subprocess.run(

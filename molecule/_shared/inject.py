@@ -19,6 +19,10 @@ and acts once a condition holds:
       back (0 = leave them down; admin-up restores). SIGTERM/SIGINT restore early.
   admin-up --lb LB [--port 9999]
       Undo admin-down; fine if already up.
+  maint-on-weight-drop --lb LB --backend B --server S --other O [--timeout 120]
+      When S's weight (`get weight B/S`) is below its initial weight (a weight ramp has
+      begun), put O into maintenance (`set server B/O state maint`): another server of the
+      pool goes away mid-ramp.
   run-and-kill --lb LB --backend B --servers S1,S2 --hosts H1,H2 --log FILE --rc FILE
                [--timeout 120] -- ARGV...
       Start ARGV (ansible-playbook ...) in its own session, output to FILE. When every
@@ -223,6 +227,34 @@ def cmd_kill_container(args, docker, clock, out) -> int:
     docker("kill", args.server)
     # The fault_unreachable scenario's test looks for this wording.
     out.write("killed %s while it was draining (at %s)\n" % (args.server, clock.wall()))
+    return EXIT_ACTED
+
+
+def parse_weight(text):
+    """(current, initial) from a `get weight` answer ("7 (initial 10)"), or None for any other shape."""
+    words = text.split()
+    if len(words) == 3 and words[0].isdigit() and words[1] == "(initial" and words[2].endswith(")") \
+            and words[2][:-1].isdigit():
+        return int(words[0]), int(words[2][:-1])
+    return None
+
+
+def cmd_maint_on_weight_drop(args, docker, clock, out) -> int:
+    waiter = Waiter(clock)
+
+    def probe():
+        weight = parse_weight(runtime_command(docker, args.lb, "get weight %s/%s" % (args.backend, args.server)))
+        waiter.last_seen = "%s/%s weight %s" % (args.backend, args.server, weight)
+        return weight if weight is not None and weight[0] < weight[1] else None
+
+    weight = waiter.until(probe, args.timeout)
+    if weight is None:
+        return never_held(out, "the weight of %s never dropped" % args.server, args.timeout, waiter)
+    answer = runtime_command(docker, args.lb, "set server %s/%s state maint" % (args.backend, args.other)).strip()
+    if answer:
+        raise DockerError("set server %s/%s state maint answered: %s" % (args.backend, args.other, answer[:200]))
+    out.write("%s/%s went to maintenance once %s's weight was %d of %d (at %s)\n"
+              % (args.backend, args.other, args.server, weight[0], weight[1], clock.wall()))
     return EXIT_ACTED
 
 
@@ -569,6 +601,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--failed-step", default="recheck", help="the failed_step to wait for [recheck]")
     p.add_argument("--journal-timeout", type=positive_seconds, default=120.0, help="seconds to wait for it [120]")
     p.set_defaults(func=cmd_admin_up)
+
+    p = sub("maint-on-weight-drop", "When SERVER's weight drops below its initial one, put OTHER into maintenance.")
+    p.add_argument("--server", required=True, help="the server whose weight is ramped down")
+    p.add_argument("--other", required=True, help="the server of the same backend put into maintenance")
+    p.set_defaults(func=cmd_maint_on_weight_drop)
 
     p = sub("run-and-kill", "Run ARGV; when every server drains with its host locked, kill it and the host modules.",
             usage="inject.py run-and-kill --lb LB --backend B --servers S1,S2,... --hosts H1,H2,... --log FILE"

@@ -48,8 +48,11 @@ class ActionModule(ActionBase):
             journal = _journal.check_option(args.pop('journal', None), 'lb_batch_state %s' % args.get('name'))
             if journal and not self._task.check_mode:
                 summary = _journal.summarize(_journal.read(journal['path']), journal['path'])
+                # A weight ramp lowers weights before the state changes: a run that dies mid-ramp leaves them lowered
+                # with the state still ready, so its recovery must know to set them back.
                 _journal.append(journal['path'], journal['run'], 'lb_intent', lb=args.get('name'), state=args.get('state'),
-                                hosts=intended(args, summary))
+                                hosts=intended(args, summary),
+                                weight_ramp=bool(args.get('weight_ramp')) and args.get('state') in MARKS)
         except _journal.JournalError as exc:
             return dict(result, failed=True, changed=False, msg=str(exc))
         module_result = self._execute_module(module_args=args, task_vars=task_vars)

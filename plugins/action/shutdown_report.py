@@ -16,7 +16,7 @@ from ansible.plugins.action import ActionBase
 
 from ansible_collections.modelops.shutdown.plugins.filter.rollout_report import rollout_report
 from ansible_collections.modelops.shutdown.plugins.modules.shutdown_report import ARGUMENT_SPEC
-from ansible_collections.modelops.shutdown.plugins.plugin_utils import _journal
+from ansible_collections.modelops.shutdown.plugins.plugin_utils import _journal, _report_html
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates', 'report.md.j2')
 
@@ -72,11 +72,24 @@ class ActionModule(ActionBase):
         paths = {'json': os.path.join(args['dest'], name + '.json')}
         if args['markdown']:
             paths['md'] = os.path.join(args['dest'], name + '.md')
+        load = None
+        warnings = []
+        if args['html']:
+            paths['html'] = os.path.join(args['dest'], name + '.html')
+            if args['load_records']:
+                try:
+                    load = _report_html.load_records(args['load_records'])
+                except (OSError, UnicodeDecodeError) as exc:
+                    warnings.append('shutdown_report: the load records %s could not be read (%s); the HTML report has '
+                                    'no load panel. Re-render it later with: python tools/report_html.py %s --load '
+                                    '<records.jsonl>' % (args['load_records'], exc, paths['json']))
         try:
             os.makedirs(args['dest'], mode=0o755, exist_ok=True)
             _write(paths['json'], json.dumps(report, indent=4, sort_keys=True) + '\n')
             if args['markdown']:
                 _write(paths['md'], render_markdown(report))
+            if args['html']:
+                _write(paths['html'], _report_html.render(report, load=load))
         except (OSError, jinja2.TemplateError) as exc:
             return dict(result, failed=True, msg='shutdown_report: could not write the report to %s: %s. Check that '
                         'the directory is writable on the controller, or set report_dir.' % (args['dest'], exc),
@@ -85,5 +98,8 @@ class ActionModule(ActionBase):
         summary = '%d host(s): %s; %s' % (
             totals['hosts'], ', '.join('%d %s' % (count, status) for status, count in sorted(totals['by_status'].items())),
             ('HALTED: %s' % report['halt_reason']) if report['halted'] else 'not halted')
+        if warnings:
+            result['warnings'] = result.get('warnings', []) + warnings
+        others = ', '.join('.%s' % kind for kind in ('md', 'html') if kind in paths)
         return dict(result, changed=False, paths=paths, summary=summary, report=report,
-                    msg='report: %s%s' % (paths['json'], ' (and .md)' if args['markdown'] else ''))
+                    msg='report: %s%s' % (paths['json'], ' (and %s)' % others if others else ''))

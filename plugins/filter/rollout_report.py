@@ -92,6 +92,40 @@ def _round(value):
     return None if value is None else round(value, 3)
 
 
+PHASES = ('drain', 'stop', 'policy', 'verify')
+
+
+def _phases(record, name):
+    """The call's C(phases) - per phase C({start, end}) in epoch seconds, or C(None) where it did not run."""
+    phases = _dict(record.get('phases'), '%s.record.phases' % name)
+    out = {}
+    for phase in PHASES:
+        interval = phases.get(phase)
+        if interval is None:
+            out[phase] = None
+            continue
+        interval = _dict(interval, '%s.record.phases.%s' % (name, phase))
+        start = _epoch(interval.get('start'), '%s.record.phases.%s.start' % (name, phase))
+        end = _epoch(interval.get('end'), '%s.record.phases.%s.end' % (name, phase))
+        if start is not None and end is not None and end < start:
+            _fail('%s.record.phases.%s ends (%r) before it starts (%r)' % (name, phase, end, start))
+        out[phase] = {'start': start, 'end': end}
+    return out
+
+
+def _weight_ramp(mark, name):
+    """This host's part of a mark's weight ramp: C({previous_weight, weights, aborted, weight_back}), or None."""
+    ramp = _dict(mark.get('weight_ramp'), '%s.marks.weight_ramp' % name)
+    for server in _list(ramp.get('servers'), '%s.marks.weight_ramp.servers' % name):
+        if isinstance(server, Mapping) and server.get('host') == name:
+            steps = _list(server.get('steps'), '%s.marks.weight_ramp.servers.steps' % name)
+            return {'previous_weight': server.get('previous_weight'),
+                    'weights': [step.get('weight') for step in steps if isinstance(step, Mapping)],
+                    'aborted': ramp.get('aborted'),
+                    'weight_back': _dict(ramp.get('weights_back'), '%s.marks.weight_ramp.weights_back' % name).get(name)}
+    return None
+
+
 def _host_marks(name, marks):
     """The batch's load-balancer results, and those naming this host: C(([result], [(result, server record)]))."""
     results = []
@@ -164,7 +198,9 @@ def _host_record(name, data):
         'marked': iso(max(marked)) if marked else None,
         'marked_at': max(marked) if marked else None,
         'load_balancers': [{'lb': r.get('lb'), 'previous_state': s.get('previous_state'), 'state': s.get('state'),
-                            'changed': s.get('changed')} for r, s in marks],
+                            'changed': s.get('changed'),
+                            'marked_at': _epoch(r.get('marked_at'), '%s.marks.marked_at' % name),
+                            'weight_ramp': _weight_ramp(r, name)} for r, s in marks],
         'in_flight_at_mark': sum(in_flight) if in_flight else None,
         'drained': drain.get('drained') if drain else (True if record.get('already_down') else None),
         'in_flight_initial': drain.get('in_flight_initial'),
@@ -175,7 +211,9 @@ def _host_record(name, data):
         'floor_seconds': floor,
         'started': iso(_epoch(record.get('started_at'), name + '.record.started_at')),
         'finished': iso(_epoch(record.get('finished_at'), name + '.record.finished_at')),
+        'started_at': _epoch(record.get('started_at'), name + '.record.started_at'),
         'finished_at': _epoch(record.get('finished_at'), name + '.record.finished_at'),
+        'phases': _phases(record, name),
         'units': [{'unit': u.get('unit'), 'classification': u.get('classification'), 'stop_seconds': u.get('stop_seconds')}
                   for u in _list(stop.get('units'), name + '.record.stop.units') if isinstance(u, Mapping)],
         'policy_changed': _dict(record.get('policy'), name + '.record.policy').get('changed'),
@@ -228,6 +266,8 @@ def rollout_report(hosts, mode='run', halted=False, halt_reason='', finished_at=
             'hosts': [r['host'] for r in members],
             'started': iso(start),
             'finished': iso(end),
+            'started_at': start,
+            'finished_at': end,
             'modules_finished': iso(ends[number - 1]),
             'duration_seconds': _round(duration),
             'floor_seconds': _round(floor),
@@ -235,8 +275,7 @@ def rollout_report(hosts, mode='run', halted=False, halt_reason='', finished_at=
         })
     for record in records:
         record.setdefault('batch', None)
-        for key in ('batch_started', 'marked_at', 'finished_at'):
-            record.pop(key)
+        record.pop('batch_started')
     by_status = {}
     for record in records:
         by_status[record['status']] = by_status.get(record['status'], 0) + 1
@@ -263,6 +302,8 @@ def rollout_report(hosts, mode='run', halted=False, halt_reason='', finished_at=
         'mode': mode,
         'started': iso(starts[0]) if starts else None,
         'finished': iso(run_end),
+        'started_at': starts[0] if starts else None,
+        'finished_at': run_end,
         'halted': bool(halted),
         'halt_reason': halt_reason or '',
         'batches': batches,

@@ -391,3 +391,88 @@ class HAProxyRuntime(object):
             if 'permission denied' in answer.lower():
                 hint = ' The socket needs "level admin" in the HAProxy "stats socket" line.'
             raise HAProxyError('%s refused "%s": %s%s' % (self.describe(), cmd, _first_line(answer)[:300], hint))
+
+    def get_weight(self, backend, server):
+        """C((current, initial)) weight of C(backend)/C(server) (C(get weight))."""
+        cmd = 'get weight %s/%s' % (validate_name('backend', backend), validate_name('server', server))
+        text = self.command(cmd)
+        try:
+            return parse_weight(text)
+        except HAProxyError as exc:
+            raise HAProxyError('%s: %s' % (self.describe(), exc))
+
+    def set_weight(self, backend, server, weight):
+        """C(set weight backend/server <weight>) (absolute); HAProxy answers nothing on success."""
+        validate_name('backend', backend)
+        validate_name('server', server)
+        if isinstance(weight, bool) or not isinstance(weight, int) or not 0 <= weight <= MAX_WEIGHT:
+            raise HAProxyError('An HAProxy weight must be a whole number from 0 to %d, got %r.' % (MAX_WEIGHT, weight))
+        cmd = 'set weight %s/%s %d' % (backend, server, weight)
+        answer = self.command(cmd).strip()
+        if answer:
+            hint = ''
+            if 'static' in answer.lower():
+                hint = ' (its backend uses a static balancing algorithm)'
+            elif 'permission denied' in answer.lower():
+                hint = ' The socket needs "level admin" in the HAProxy "stats socket" line.'
+            raise HAProxyError('%s refused "%s": %s%s' % (self.describe(), cmd, _first_line(answer)[:300], hint))
+
+
+# -- server weights (the weight ramp of lb_batch_state) --------------------------------------------
+
+# HAProxy's own limit for an absolute weight (management guide, "set weight").
+MAX_WEIGHT = 256
+
+# `balance` algorithms, as the `algo` column of `show stat` (HAProxy 2.6) names them for BACKEND rows.
+# Dynamic ones take any weight at run time. A hash-based one is static (HAProxy then accepts only 0 and
+# 100 % in `set weight`) unless the backend has `hash-type consistent`; static-rr is always static
+# (configuration manual, "balance" and "hash-type"; management guide, "set weight").
+DYNAMIC_ALGORITHMS = ('roundrobin', 'leastconn', 'first', 'random')
+HASH_ALGORITHMS = ('source', 'uri', 'url_param', 'hdr', 'rdp-cookie', 'hash')
+STATIC_ALGORITHMS = ('static-rr',)
+
+
+def parse_weight(text):
+    """C((current, initial)) from a C(get weight <backend>/<server>) answer (C(7 (initial 10))).
+
+    Any other shape (HAProxy's C(No such server.), a cut-off answer) raises C(HAProxyError) quoting it.
+    """
+    lines = _content_lines(text, 'get weight', 'a "<weight> (initial <weight>)" line')
+    words = lines[0].split()
+    if (len(lines) != 1 or len(words) != 3 or not words[0].isdigit() or words[1] != '(initial'
+            or not words[2].endswith(')') or not words[2][:-1].isdigit()):
+        raise HAProxyError('expected "get weight" to answer "<weight> (initial <weight>)", got: %s'
+                           % _excerpt(' | '.join(lines), 200))
+    return int(words[0]), int(words[2][:-1])
+
+
+def weight_dynamics(backend, algo=None, config=None):
+    """Whether C(set weight) may take any value on C(backend): C((True|False|None, why)).
+
+    C(algo) is the running algorithm (the C(algo) column of C(show stat)'s BACKEND row; None or
+    C(unknown) when this HAProxy does not tell), C(config) what C(_haproxy_checks.backend_balancing()) read
+    from the configuration (None when it could not be read). False: static, C(set weight) only takes 0 or 100 %.
+    None: not known, which a caller must treat as static.
+    """
+    section = (config or {}).get(backend) if config is not None else None
+    if algo in (None, '', 'unknown'):
+        if section is None:
+            return None, ('the algorithm of backend %s is not known: %s' % (
+                backend, 'the configuration could not be read' if config is None else 'the configuration has no such backend'))
+        algo = section.get('balance') or 'roundrobin'
+        source = 'balance %s in the configuration' % algo
+    else:
+        source = 'algorithm %s (show stat)' % algo
+    if algo in DYNAMIC_ALGORITHMS:
+        return True, source
+    if algo in STATIC_ALGORITHMS:
+        return False, '%s is static' % source
+    if algo in HASH_ALGORITHMS:
+        if section is None:
+            return None, ('%s is static unless the backend has "hash-type consistent", and the configuration %s'
+                          % (source, 'could not be read' if config is None else 'has no backend %s' % backend))
+        hash_type = section.get('hash_type') or 'map-based'
+        if hash_type == 'consistent':
+            return True, '%s with hash-type consistent' % source
+        return False, '%s with hash-type %s is static' % (source, hash_type)
+    return None, '%s is not one this collection knows' % source

@@ -83,13 +83,22 @@ def _words(raw):
     return raw.split('#', 1)[0].split()
 
 
-def parse_config(text):
-    """Every proxy's servers with their check settings, from an HAProxy configuration's text.
+def _empty_defaults():
+    return {'settings': {}, 'lines': [], 'balance': None, 'hash_type': None}
 
-    Returns C({(backend, server): record}), each record as C(server_checks()) returns it, without C(host).
-    """
+
+def _inherit(base, **extra):
+    section = {'settings': dict(base['settings']), 'lines': list(base['lines']), 'balance': base['balance'],
+               'hash_type': base['hash_type']}
+    section.update(extra)
+    return section
+
+
+def _proxies(text):
+    """C({name: proxy}) for every C(backend) and C(listen) section: its servers' check settings and its
+    C(balance) / C(hash-type), each inherited from the C(defaults) section it uses unless it sets its own."""
     defaults_named = {}
-    current_defaults = {'settings': {}, 'lines': []}
+    current_defaults = _empty_defaults()
     proxies = {}
     section = None
     proxy = None
@@ -105,8 +114,8 @@ def parse_config(text):
                 parent = current_defaults
                 if 'from' in words[1:]:
                     parent = defaults_named.get(words[words.index('from') + 1]) if words.index('from') + 1 < len(words) else None
-                    parent = parent or {'settings': {}, 'lines': []}
-                current_defaults = {'settings': dict(parent['settings']), 'lines': list(parent['lines'])}
+                    parent = parent or _empty_defaults()
+                current_defaults = _inherit(parent)
                 if name:
                     defaults_named[name] = current_defaults
             elif section in PROXY_SECTIONS and len(words) > 1:
@@ -117,26 +126,50 @@ def parse_config(text):
                     if base is None:
                         raise HAProxyConfigError('line %d: %s %s inherits from defaults %s, which comes nowhere before it'
                                                  % (line_no, section, words[1], words[at] if at < len(words) else '(none)'))
-                proxy = {'name': words[1], 'settings': dict(base['settings']), 'lines': list(base['lines'])}
+                proxy = _inherit(base, name=words[1], servers={})
                 proxies[words[1]] = proxy
             continue
+        target = current_defaults if section == 'defaults' else proxy
+        if target is None:
+            continue
         if words[0] == 'default-server':
-            if section == 'defaults':
-                current_defaults['settings'].update(_settings(words[1:], line_no, 'defaults default-server'))
-                current_defaults['lines'].append(line_no)
-            elif proxy is not None:
-                proxy['settings'].update(_settings(words[1:], line_no, '%s default-server' % proxy['name']))
-                proxy['lines'].append(line_no)
-        elif words[0] == 'server' and proxy is not None and len(words) >= 3:
+            where = 'defaults default-server' if target is current_defaults else '%s default-server' % proxy['name']
+            target['settings'].update(_settings(words[1:], line_no, where))
+            target['lines'].append(line_no)
+        elif words[0] == 'balance' and len(words) > 1:
+            # hdr(name), url_param name, ...: the algorithm is the first word, up to a parenthesis.
+            target['balance'] = words[1].split('(', 1)[0]
+        elif words[0] == 'hash-type' and len(words) > 1:
+            target['hash_type'] = words[1]
+        elif words[0] == 'server' and target is proxy and len(words) >= 3:
             own = _settings(words[3:], line_no, '%s/%s' % (proxy['name'], words[1]))
             merged = dict(proxy['settings'])
             merged.update(own)
-            proxy.setdefault('servers', {})[words[1]] = (merged, line_no, list(proxy['lines']))
+            proxy['servers'][words[1]] = (merged, line_no, list(proxy['lines']))
+    return proxies
+
+
+def parse_config(text):
+    """Every proxy's servers with their check settings, from an HAProxy configuration's text.
+
+    Returns C({(backend, server): record}), each record as C(server_checks()) returns it, without C(host).
+    """
     found = {}
-    for name, proxy in proxies.items():
-        for server, (settings, line_no, default_lines) in proxy.get('servers', {}).items():
+    for name, proxy in _proxies(text).items():
+        for server, (settings, line_no, default_lines) in proxy['servers'].items():
             found[(name, server)] = _record(name, server, settings, line_no, default_lines)
     return found
+
+
+def backend_balancing(text):
+    """C({backend: {balance, hash_type}}) for every C(backend) and C(listen) section of a configuration.
+
+    C(balance) is the algorithm keyword (C(roundrobin), C(source), C(hdr) for C(hdr(name)), ...) and
+    C(hash_type) the first word of C(hash-type) (C(map-based), C(consistent)), each from the section itself,
+    else from the C(defaults) section it inherits from, else None (HAProxy's own: roundrobin, map-based).
+    """
+    return dict((name, {'balance': proxy['balance'], 'hash_type': proxy['hash_type']})
+                for name, proxy in _proxies(text).items())
 
 
 def detection_seconds(inter, fastinter, fall):

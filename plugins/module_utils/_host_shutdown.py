@@ -192,7 +192,13 @@ class HostShutdown(object):
                 'started_at': round(self.wall(), 3), 'finished_at': None, 'since': self.phases.get('drain', {}).get('since'),
                 'drain': None, 'stop': None, 'policy': None, 'verify': None, 'lb_guard': None, 'in_flight_at_stop': None,
                 'run_id': self.phases.get('run_id'),
-                'timings': {'drain_seconds': None, 'stop_seconds': None, 'floor_seconds': None}}
+                'timings': {'drain_seconds': None, 'stop_seconds': None, 'floor_seconds': None},
+                # Wall-clock epoch intervals of each phase ({start, end}), None for a phase that did not run.
+                'phases': {'drain': None, 'stop': None, 'policy': None, 'verify': None}}
+
+    def _phase(self, record, name, start, end=None):
+        record['phases'][name] = {'start': None if start is None else round(start, 3),
+                                  'end': round(self.wall() if end is None else end, 3)}
 
     def _empty_record(self, step, msg):
         record = self._new_record()
@@ -239,6 +245,7 @@ class HostShutdown(object):
             while True:
                 rounds += 1
                 if drain is not None:
+                    drain_began = self.wall()
                     result, failure = _drain.DrainWaiter(
                         drain, check_mode=self.check_mode, warn=self.warn, clock=self.clock, wall=self.wall,
                         sleep=self.sleep, guard=None if guard is None or self.check_mode else guard.on_poll).run()
@@ -247,6 +254,11 @@ class HostShutdown(object):
                         record['timings']['drain_seconds'] = round(max(0.0, result['drained_at'] - first_since), 3)
                     elif result.get('waited_seconds') is not None:
                         record['timings']['drain_seconds'] = result['waited_seconds']
+                    # From the first mark (or this call's first wait) to nothing in flight, or to the wait's end.
+                    self._phase(record, 'drain',
+                                first_since if first_since is not None
+                                else ((record['phases']['drain'] or {}).get('start') or drain_began),
+                                result.get('drained_at') if result.get('drained') else None)
                     if failure:
                         return finish('failed', 'drain', failure)
                     # on_timeout=proceed: what the last round left in flight is cut by the stop.
@@ -274,23 +286,29 @@ class HostShutdown(object):
                 # Drained again just now: wait for what it took in meanwhile, from this moment.
                 drain = dict(drain, since=round(self.wall(), 3))
 
+        began = self.wall()
         result, failure = self._stopper(self.check_mode).run(stop)
         record['stop'] = result
+        self._phase(record, 'stop', began)
         record['timings']['stop_seconds'] = result.get('stop_seconds')
         if failure:
             return finish('failed', 'stop', failure)
 
+        began = self.wall()
         result, failure = _policy.PolicyTakeBack(self.run_command, self.get_bin_path, self.check_mode,
                                                  warn=self.warn).run(self.phases['policy'])
         record['policy'] = result
+        self._phase(record, 'policy', began)
         if failure:
             return finish('failed', 'policy', 'policy on %s: %s' % (self.host, failure))
 
         if self.check_mode:
             record['verify'] = {'ok': None, 'skipped': 'check mode: nothing was stopped, so nothing is verified'}
             return finish('already_down' if already_down else 'would_shut_down')
+        began = self.wall()
         verify, failures = self._verify(self.phases['verify'])
         record['verify'] = verify
+        self._phase(record, 'verify', began)
         if failures:
             return finish('failed', 'verify', '%s is not clean: %s' % (self.host, '; '.join(failures)))
         return finish('already_down' if already_down else 'done')

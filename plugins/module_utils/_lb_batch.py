@@ -7,6 +7,11 @@ mark use the same read, so they cannot disagree; a batch the budget refuses is n
 mark that does not take effect is put back to the states it replaced before the call fails.
 HAProxy members are read a whole pool at a time (one C(show stat) and one C(show servers state)
 per runtime API), other kinds one member at a time through their adapter.
+
+With a weight ramp, an HAProxy server's weight is lowered in steps before the mark (each step read back
+with C(get weight)), the pool re-read and the budget checked again before each step; any failure puts the
+weights back before the call fails, and once the mark holds the weights go back to what they were (a
+server in DRAIN stays in DRAIN whatever its weight), so a later put-back to ready finds them as they were.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import time
 from ansible.module_utils.common.text.converters import to_text
 
 from ansible_collections.modelops.shutdown.plugins.module_utils import _budget
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime, weight_dynamics
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
     KINDS,
     STATES,
@@ -26,7 +31,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._lb import (
     adapter_specs,
     make_adapter,
 )
-from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import read_pool
+from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import backend_algorithms, read_pool
 from ansible_collections.modelops.shutdown.plugins.module_utils._poll import poll_until
 from ansible_collections.modelops.shutdown.plugins.module_utils._spec import SpecError, validate
 
@@ -64,6 +69,11 @@ class Member(object):
     def runtime_key(self):
         opts = self.options
         return (opts.get('socket'), opts.get('host'), opts.get('port'), opts.get('timeout'))
+
+    def runtime(self):
+        opts = self.options
+        return HAProxyRuntime(socket_path=opts.get('socket'), host=opts.get('host'), port=opts.get('port'),
+                              timeout=5.0 if opts.get('timeout') is None else opts['timeout'])
 
 
 def parse_adapter_entry(entry, where, label, extra=()):
@@ -110,8 +120,8 @@ class BatchStateManager(object):
     """Read, budget, change and verify the batch's servers on one load balancer."""
 
     def __init__(self, lb_name, members, batch, min_available=0, verify_timeout=10.0, verify_interval=0.5,
-                 available_timeout=0.0, expect_serving=None, answer_timeout=0.0,
-                 clock=time.monotonic, wall=time.time, sleep=time.sleep):
+                 available_timeout=0.0, expect_serving=None, answer_timeout=0.0, weight_ramp=None, balancing=None,
+                 reset_weights=None, clock=time.monotonic, wall=time.time, sleep=time.sleep):
         self.lb_name = lb_name
         self.members = members
         self.batch = set(batch)
@@ -125,6 +135,12 @@ class BatchStateManager(object):
         # load balancer went away mid-batch): nothing is changed before every server of the batch is read.
         self.answer_timeout = float(answer_timeout)
         self.answer_waited = None
+        # {duration, steps}: lower each HAProxy server's weight in steps over duration before the mark; None: one step.
+        self.weight_ramp = weight_ramp
+        # What _haproxy_checks.backend_balancing() read from the HAProxy configuration (None: not given / unread).
+        self.balancing = balancing
+        # Hosts whose HAProxy weight a put-back sets to its initial weight (a ramp its run did not finish).
+        self.reset_weights = set(reset_weights or ())
         self.clock = clock
         self.wall = wall
         self.sleep = sleep
@@ -148,11 +164,9 @@ class BatchStateManager(object):
                                'in_flight': info.get('in_flight')}
         for indexes in groups.values():
             first = self.members[indexes[0]]
-            opts = first.options
             backends = sorted(set(self.members[i].options['backend'] for i in indexes))
             try:
-                runtime = HAProxyRuntime(socket_path=opts.get('socket'), host=opts.get('host'), port=opts.get('port'),
-                                         timeout=5.0 if opts.get('timeout') is None else opts['timeout'])
+                runtime = first.runtime()
                 rows = dict(((row['backend'], row['server']), row) for row in read_pool(runtime, backends))
             except (HAProxyError, LBError) as exc:
                 for index in indexes:
@@ -198,6 +212,128 @@ class BatchStateManager(object):
         # Fail closed: a pool with a member whose state is unknown is not known to keep its budget.
         refused = [pool for pool in pools if not pool['ok'] or pool['unknown']]
         return pools, refused
+
+    # -- the weight ramp ----------------------------------------------------------------------
+    def _ramp_plan(self, servers, targets, every=False):
+        """C((plan, problems)): per server the mark will change (C(every): every server of the batch), its weight
+        now, or why it cannot be ramped."""
+        plan, problems, algorithms = [], [], {}
+        for server, (index, target) in zip(servers, targets):
+            if not (server['changed'] or every):
+                continue
+            member = self.members[index]
+            if member.kind != 'haproxy':
+                problems.append('%s: a weight ramp needs an HAProxy server, this is a %s one' % (member.adapter.describe(), member.kind))
+                continue
+            backend, name = member.options['backend'], member.options['server']
+            try:
+                runtime = member.runtime()
+                key = (member.runtime_key(), backend)
+                if key not in algorithms:
+                    algorithms[key] = backend_algorithms(runtime, [backend])[backend]
+                current, initial = runtime.get_weight(backend, name)
+            except HAProxyError as exc:
+                problems.append('%s: %s' % (member.host, to_text(exc)))
+                continue
+            dynamic, why = weight_dynamics(backend, algorithms[key], self.balancing)
+            if dynamic is not True:
+                problems.append('%s: %s, so HAProxy takes only 0 or 100 %% as its weight and it cannot be ramped down in steps'
+                                % (member.adapter.describe(), why))
+                continue
+            plan.append({'host': member.host, 'index': index, 'runtime': runtime, 'backend': backend, 'server': name,
+                         'previous_weight': current, 'initial_weight': initial, 'steps': []})
+        return plan, problems
+
+    def _set_weights(self, plan, weight_of):
+        """Set and read back each planned server's weight; the first failure as a message, else None."""
+        for entry in plan:
+            weight = weight_of(entry)
+            try:
+                entry['runtime'].set_weight(entry['backend'], entry['server'], weight)
+                current, _initial = entry['runtime'].get_weight(entry['backend'], entry['server'])
+            except HAProxyError as exc:
+                return '%s: %s' % (entry['host'], to_text(exc))
+            entry['weight'] = current
+            if current != weight:
+                return '%s: %s/%s reads back weight %s after set weight %s' % (
+                    entry['host'], entry['backend'], entry['server'], current, weight)
+        return None
+
+    def _still_as_planned(self, before, plan):
+        """Why the ramp must stop (a server changed by someone else, a read that failed, the budget), or None."""
+        observed = self.read()
+        for entry in plan:
+            seen, was = observed[entry['index']], before[entry['index']]
+            if seen.get('failed'):
+                return '%s: %s' % (entry['host'], seen['msg'])
+            if seen['state'] != was['state']:
+                return '%s is now %s, not %s as it was read before the ramp' % (
+                    self.members[entry['index']].adapter.describe(), seen['state'], was['state'])
+        _pools, refused = self._budget(observed)
+        if refused:
+            return 'the disruption budget no longer holds: %s' % '; '.join(pool['message'] for pool in refused)
+        return None
+
+    def _ramp(self, before, plan, ramp):
+        """Lower the planned weights in C(steps) steps, the last one (weight 0) being the mark at C(duration)."""
+        steps = ramp['steps']
+        interval = ramp['duration_seconds'] / (steps - 1)
+        start = self.clock()
+        ramp.update(started_at=round(self.wall(), 3), interval_seconds=round(interval, 3), aborted=None)
+        for step in range(1, steps + 1):
+            due = start + (step - 1) * interval
+            # A ramp step is due at its time: waiting for the clock is the condition here.
+            self.sleep(max(0.0, due - self.clock()))
+            problem = self._still_as_planned(before, plan) if step > 1 else None
+            if problem is None and step < steps:
+                problem = self._set_weights(
+                    plan, lambda entry: max(1, int(round(entry['previous_weight'] * (steps - step) / float(steps)))))
+                for entry in plan:
+                    entry['steps'].append({'at': round(self.wall(), 3), 'weight': entry.get('weight')})
+            if problem:
+                ramp['aborted'] = 'step %d of %d: %s' % (step, steps, problem)
+                return ramp['aborted']
+        return None
+
+    def _weights_back(self, plan, ramp):
+        """Put every planned server's weight back to what it was before the ramp; what failed, as messages."""
+        failed = []
+        for entry in plan:
+            if entry.get('weight', entry['previous_weight']) == entry['previous_weight']:
+                continue
+            problem = self._set_weights([entry], lambda e: e['previous_weight'])
+            if problem:
+                failed.append(problem)
+        ramp['weights_back'] = dict((entry['host'], entry.get('weight')) for entry in plan)
+        ramp['weights_back_failed'] = failed
+        return failed
+
+    def _reset_to_initial(self, servers, targets):
+        """Set each C(reset_weights) host's HAProxy weight to its initial one: C(({host: {from, to}}, problems))."""
+        done, problems = {}, []
+        for server, (index, _target) in zip(servers, targets):
+            member = self.members[index]
+            if member.host not in self.reset_weights or member.kind != 'haproxy':
+                continue
+            backend, name = member.options['backend'], member.options['server']
+            try:
+                runtime = member.runtime()
+                current, initial = runtime.get_weight(backend, name)
+                if current != initial:
+                    runtime.set_weight(backend, name, initial)
+                    after, _initial = runtime.get_weight(backend, name)
+                    if after != initial:
+                        raise HAProxyError('%s/%s reads back weight %s after set weight %s' % (backend, name, after, initial))
+                done[member.host] = {'from': current, 'to': initial}
+            except HAProxyError as exc:
+                problems.append('%s: %s' % (member.host, to_text(exc)))
+        return done, problems
+
+    @staticmethod
+    def _ramp_record(plan, ramp):
+        keys = ('host', 'backend', 'server', 'previous_weight', 'initial_weight', 'steps')
+        ramp['servers'] = [dict((key, entry[key]) for key in keys) for entry in plan]
+        return ramp
 
     # -- changing ---------------------------------------------------------------------------
     def _targets(self, state, restore_states):
@@ -306,8 +442,37 @@ class BatchStateManager(object):
                           '(shutdown_serial) or min_available, or bring servers of the pool back first; where a state '
                           'is unknown, make the load balancer answer (the budget fails closed).'
                           % (self.lb_name, '; '.join(pool['message'] for pool in refused)))
+        plan, ramp = [], None
+        # The pre-flight reads with state=ready in check mode: there the ramp is checked for the whole batch.
+        preflight = check_mode and state == 'ready'
+        if self.weight_ramp and (state in ('draining', 'maintenance') or preflight):
+            ramp = {'duration_seconds': float(self.weight_ramp['duration']), 'steps': int(self.weight_ramp['steps'])}
+            plan, problems = self._ramp_plan(servers, targets, every=preflight)
+            result['weight_ramp'] = self._ramp_record(plan, ramp)
+            if problems:
+                result['refused'] = True
+                untouched()
+                return finish('%s: weight ramp refused, nothing was changed: %s. Give these backends a dynamic algorithm '
+                              '(balance roundrobin, leastconn, first or random, or a hash with hash-type consistent), or '
+                              'drain them in one step (drain_weight_ramp: null).' % (self.lb_name, '; '.join(problems)))
         if check_mode:
             return finish(None)
+        if self.reset_weights and state in ('ready', 'restore'):
+            result['weights_reset'], problems = self._reset_to_initial(servers, targets)
+            if problems:
+                untouched()
+                return finish('%s: could not set the weights an unfinished weight ramp left lowered back to their '
+                              'initial ones, so no state was changed: %s' % (self.lb_name, '; '.join(problems)))
+        if plan:
+            problem = self._ramp(before, plan, ramp)
+            if problem:
+                failed = self._weights_back(plan, ramp)
+                untouched()
+                return finish('%s: the weight ramp stopped at %s. %s; nothing was drained.' % (
+                    self.lb_name, problem,
+                    ('WEIGHTS NOT PUT BACK: %s. Set them with "set weight <backend>/<server> <weight>" on the admin '
+                     'socket' % '; '.join(failed)) if failed else
+                    'Weights put back: %s' % ', '.join('%s %s' % (e['host'], e['previous_weight']) for e in plan)))
 
         errors = []
         for server, (index, target) in zip(servers, targets):
@@ -337,6 +502,8 @@ class BatchStateManager(object):
                 server['status'] = now.get('status')
             result['verify_seconds'] = verified.waited_seconds
             if verified.satisfied:
+                # Drained whatever its weight: the weights go back to what they were for a later put-back.
+                self._weights_back(plan, ramp or {})
                 return finish(None)
             errors = verified.last_value['pending']
 
@@ -351,6 +518,8 @@ class BatchStateManager(object):
                     server['changed'] = False
                     server['state'] = server['previous_state']
         result['put_back'] = put_back
+        if plan and self._weights_back(plan, ramp):
+            put_back.append('weights FAILED: %s' % '; '.join(ramp['weights_back_failed']))
         return finish('%s: %s did not take effect within %s s: %s. %s' % (
             self.lb_name, state, self.verify_timeout, '; '.join(errors),
             ('Put back: %s.' % ', '.join(put_back)) if put_back else 'Nothing had been changed.'))

@@ -205,6 +205,17 @@ SECTIONS = ('global', 'defaults', 'frontend', 'backend', 'listen', 'peers', 'res
             'cache', 'ring', 'mailers', 'http-errors')
 
 
+def backend_algorithms(runtime, backends):
+    """C({backend: algo}) from the C(algo) column of C(show stat)'s BACKEND rows (None where this HAProxy has no
+    such column; C(unknown) is what 2.6 says for C(random))."""
+    wanted = set(validate_name('backend', name) for name in backends)
+    found = dict((name, None) for name in wanted)
+    for row in runtime.show_stat():
+        if row.get('svname') == 'BACKEND' and row.get('pxname') in wanted:
+            found[row['pxname']] = row.get('algo') or None
+    return found
+
+
 def server_state_persistence(text, path):
     """What an HAProxy configuration says about keeping runtime states across a reload.
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r'''
 module: drain_timing_check
 short_description: Check that a stop outside a rollout cuts no request (TimeoutStopSec, server window, LB detection)
-version_added: 0.5.0
+version_added: 0.6.0
 description:
   - For each unit, compares the unit's C(TimeoutStopSec) (from C(systemctl show)), the server's own shutdown window
     (vLLM C(--shutdown-timeout), default 0; Triton C(--exit-timeout-secs), default 30; SGLang drains with no bound;
@@ -170,7 +170,7 @@ def main():
         module.fail_json(msg='%s. Run systemctl show %s on the host to see why.' % (to_text(exc), ' '.join(units)))
     for finding in result['findings']:
         if finding['kind'] != 'unknown' or finding['kind'] in params['fail_on']:
-            module.warn('%s%s' % (finding['message'], (' Fix: %s' % finding['fix']) if finding['fix'] else ''))
+            module.warn('%s.%s' % (finding['message'], (' Fix: %s.' % finding['fix']) if finding['fix'] else ''))
     failing = [f for f in result['findings'] if f['kind'] in params['fail_on']]
     if failing:
         module.fail_json(msg='; '.join(f['message'] for f in failing), changed=False, **result)

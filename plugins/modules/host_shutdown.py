@@ -245,6 +245,22 @@ timings:
   returned: always
   type: dict
   sample: {drain_seconds: 2.51, stop_seconds: 0.41, floor_seconds: 2.92}
+phases:
+  description:
+    - When each phase ran, measured here on the host's wall clock - C(drain), C(stop), C(policy) and C(verify), each
+      V(null) when that phase did not run (a host already down is not drained; a failure ends the phases after it),
+      else C(start) and C(end) in epoch seconds.
+    - C(drain) starts at O(since) (the moment the load balancers stopped sending), or when the wait began without it,
+      and ends when nothing was in flight any more (C(drain.drained_at)), or when the wait ended without that (a
+      timeout, a failure). After a load balancer put the host back, it spans every round.
+    - The report draws its timeline from these.
+  returned: always
+  type: dict
+  sample:
+    drain: {start: 1764614400.2, end: 1764614402.71}
+    stop: {start: 1764614402.9, end: 1764614403.31}
+    policy: {start: 1764614403.31, end: 1764614403.35}
+    verify: {start: 1764614403.35, end: 1764614403.6}
 '''
 
 from ansible.module_utils.basic import AnsibleModule

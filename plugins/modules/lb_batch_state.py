@@ -116,7 +116,45 @@ options:
         section), since HAProxy then forgets every drain on reload, and a draining server comes back C(UP). See
         RV(server_state).
       - A file that does not exist is reported in the warning; nothing fails.
+      - Also read for RV(health_checks), and for the C(hash-type) of the backends a O(weight_ramp) lowers.
     type: path
+  weight_ramp:
+    description:
+      - With O(state=draining) or O(state=maintenance), lower each changed HAProxy server's weight in O(weight_ramp.steps)
+        steps over O(weight_ramp.duration) seconds before it is marked, so its traffic moves to the other servers
+        gradually (a gray release in reverse). Each step sets an absolute weight
+        (C(round(weight * (steps - k) / steps)), at least 1) and reads it back with C(get weight).
+      - Before each step the pool is read again; the ramp stops, and the weights go back to what they were, when a server
+        of the batch is no longer in the state it was read in, a read fails, or the disruption budget (O(min_available))
+        no longer holds. A ramping server counts as available until it is marked.
+      - Refused before anything changes for a server that is not an HAProxy one, and for a backend whose balancing
+        algorithm is static (C(static-rr), or a hash without C(hash-type consistent), read from O(haproxy_config)), where
+        HAProxy takes only 0 or 100 %.
+      - Once the mark holds, the weights go back to what they were (HAProxy keeps a server in DRAIN whatever its weight),
+        so a later put-back to C(ready) finds them unchanged.
+      - With O(state=ready) in check mode (the rollout's pre-flight read) the ramp is checked, not run, for every server
+        of O(batch), so a static backend is refused before the first batch.
+      - The call lasts at least O(weight_ramp.duration); the rollout marks its load balancers one after another.
+    type: dict
+    version_added: 0.6.0
+    suboptions:
+      duration:
+        description: Seconds from the first step to the mark.
+        type: float
+        required: true
+      steps:
+        description: Steps including the mark (at least 2); C(4) lowers to 3/4, 1/2 and 1/4 of the weight, then marks.
+        type: int
+        default: 4
+  reset_weights:
+    description:
+      - With O(state=ready) or O(state=restore), hosts of O(batch) whose HAProxy weight is set back to its initial
+        weight (the configuration's, as C(get weight) reports it) before their state is put back - for a weight ramp
+        whose run was interrupted before it could put the weights back itself (the rollout's recovery passes the hosts
+        its journal shows mid-ramp). See RV(weights_reset).
+    type: list
+    elements: str
+    version_added: 0.6.0
 seealso:
   - module: modelops.shutdown.model_health_state
   - module: modelops.shutdown.host_shutdown
@@ -284,7 +322,7 @@ health_checks:
   type: list
   elements: dict
   sample:
-    - {host: gpu-01, backend: models, server: gpu-01, check: true, inter_seconds: 2.0, fastinter_seconds: 2.0,
+    - {host: gpu-01, lb: lb1, backend: models, server: gpu-01, check: true, inter_seconds: 2.0, fastinter_seconds: 2.0,
        downinter_seconds: 2.0, fall: 3, rise: 2, detection_seconds: 6.0,
        source: '/etc/haproxy/haproxy.cfg: server line 41, default-server line 38', error: null}
   contains:
@@ -292,6 +330,10 @@ health_checks:
       description: Inventory name of the model host.
       type: str
       sample: gpu-01
+    lb:
+      description: O(name), the load balancer these settings are on.
+      type: str
+      sample: lb1
     backend:
       description: The member's backend.
       type: str
@@ -341,6 +383,69 @@ journal_path:
   returned: when O(journal) is given
   type: str
   sample: /root/.ansible/modelops_shutdown/journal/20261202T020304Z-1a2b3c.jsonl
+weight_ramp:
+  description: The weight ramp, with O(weight_ramp).
+  returned: when O(weight_ramp) is given with O(state=draining) or O(state=maintenance), or O(state=ready) in check mode
+  type: dict
+  sample:
+    duration_seconds: 12.0
+    steps: 4
+    interval_seconds: 4.0
+    started_at: 1764650000.125
+    aborted: null
+    weights_back: {gpu-01: 10}
+    weights_back_failed: []
+    servers:
+      - {host: gpu-01, backend: models, server: gpu-01, previous_weight: 10, initial_weight: 10,
+         steps: [{at: 1764650000.13, weight: 8}, {at: 1764650004.13, weight: 5}, {at: 1764650008.13, weight: 3}]}
+  contains:
+    duration_seconds:
+      description: O(weight_ramp.duration).
+      returned: always
+      type: float
+      sample: 12.0
+    steps:
+      description: O(weight_ramp.steps).
+      returned: always
+      type: int
+      sample: 4
+    interval_seconds:
+      description: Seconds between two steps.
+      returned: when the ramp started
+      type: float
+      sample: 4.0
+    started_at:
+      description: Epoch seconds of the first step.
+      returned: when the ramp started
+      type: float
+      sample: 1764650000.125
+    aborted:
+      description: Why the ramp stopped before the mark (the step and the cause); V(null) when it ran to the mark.
+      returned: when the ramp started
+      type: str
+      sample: "step 2 of 4: the disruption budget no longer holds: ..."
+    weights_back:
+      description: Each server's weight read back after it was put back to what it was.
+      returned: when the ramp started and the mark held or failed
+      type: dict
+      sample: {gpu-01: 10}
+    weights_back_failed:
+      description: The weights that could not be put back, with why.
+      returned: when the ramp started and the mark held or failed
+      type: list
+      elements: str
+      sample: []
+    servers:
+      description: Per server, its weight before the ramp, its initial weight (the configuration's), and each step.
+      returned: always
+      type: list
+      elements: dict
+      sample: [{host: gpu-01, backend: models, server: gpu-01, previous_weight: 10, initial_weight: 10, steps: []}]
+weights_reset:
+  description: Per host of O(reset_weights), its weight before and after (C(from), C(to)).
+  returned: when O(reset_weights) is given with O(state=ready) or O(state=restore), outside check mode
+  type: dict
+  sample: {gpu-01: {from: 50, to: 100}}
 put_back:
   description: Servers put back after a failed mark, with the state each was put back to.
   returned: when a mark failed after changing servers
@@ -359,19 +464,27 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._budget import B
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb import adapter_errors
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import server_state_persistence, server_state_warning
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy_checks import HAProxyConfigError, server_checks
-from ansible_collections.modelops.shutdown.plugins.module_utils._spec import MAX_SECONDS, SpecError, finite, journal_option
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy_checks import HAProxyConfigError, backend_balancing, server_checks
+from ansible_collections.modelops.shutdown.plugins.module_utils._spec import (
+    MAX_SECONDS, SpecError, finite, journal_option, module_argument_spec)
 
 
 MAX_CONFIG_BYTES = 4 * 1024 * 1024
 
 
-def read_server_state(path, warn):
+def read_config(path, warn):
+    """The text of the HAProxy configuration at C(path), or None (warned) when it cannot be read."""
     try:
         with open(path, 'rb') as handle:
-            text = to_text(handle.read(MAX_CONFIG_BYTES), errors='surrogate_or_replace')
+            return to_text(handle.read(MAX_CONFIG_BYTES), errors='surrogate_or_replace')
     except (IOError, OSError) as exc:
-        warn('Could not read %s to check that HAProxy keeps drain states across a reload: %s' % (path, to_text(exc)))
+        warn('Could not read %s to check that HAProxy keeps drain states across a reload and to read its health '
+             'checks: %s' % (path, to_text(exc)))
+        return None
+
+
+def read_server_state(text, path, warn):
+    if text is None:
         return {'config': path, 'server_state_file': None, 'load_from_file': [], 'persists': None}
     found = server_state_persistence(text, path)
     warning = server_state_warning(found)
@@ -380,24 +493,23 @@ def read_server_state(path, warn):
     return found
 
 
-def read_health_checks(path, members, warn):
+def read_health_checks(text, path, members, warn):
     """Each HAProxy member's health-check settings and detection time, from C(path) (see _haproxy_checks)."""
     wanted = [(m.host, m.options['backend'], m.options['server']) for m in members if m.kind == 'haproxy']
-    try:
-        with open(path, 'rb') as handle:
-            text = to_text(handle.read(MAX_CONFIG_BYTES), errors='surrogate_or_replace')
-        return server_checks(text, path, wanted)
-    except (IOError, OSError, HAProxyConfigError) as exc:
-        # A file that cannot be opened was already warned about by read_server_state().
-        if isinstance(exc, HAProxyConfigError):
-            warn('Could not read the health checks of %s: %s' % (path, to_text(exc)))
-        return [{'host': host, 'backend': backend, 'server': server, 'detection_seconds': None, 'source': path,
-                 'error': to_text(exc)} for host, backend, server in wanted]
+    error = 'could not read %s' % path
+    if text is not None:
+        try:
+            return server_checks(text, path, wanted)
+        except HAProxyConfigError as exc:
+            error = to_text(exc)
+            warn('Could not read the health checks of %s: %s' % (path, error))
+    return [{'host': host, 'backend': backend, 'server': server, 'detection_seconds': None, 'source': path,
+             'error': error} for host, backend, server in wanted]
 
 
 def main():
     module = AnsibleModule(
-        argument_spec=dict(
+        argument_spec=module_argument_spec(dict(
             state=dict(type='str', required=True, choices=['draining', 'maintenance', 'ready', 'restore']),
             name=dict(type='str', required=True),
             members=dict(type='list', elements='dict', required=True),
@@ -410,8 +522,11 @@ def main():
             expect_serving=dict(type='list', elements='str'),
             answer_timeout=dict(type='float', default=0.0),
             haproxy_config=dict(type='path'),
+            weight_ramp=dict(type='dict', options=dict(duration=dict(type='float', required=True),
+                                                       steps=dict(type='int', default=4))),
+            reset_weights=dict(type='list', elements='str'),
             journal=journal_option(),
-        ),
+        )),
         required_if=[('state', 'restore', ('restore_states',))],
         supports_check_mode=True,
     )
@@ -427,21 +542,42 @@ def main():
         if params[option] > MAX_SECONDS:
             module.fail_json(msg='%s must be at most %s seconds (a week), got %s' % (option, MAX_SECONDS, params[option]),
                              **result)
+    ramp = params['weight_ramp']
+    if ramp is not None:
+        if not finite(ramp['duration']) or not 0 < ramp['duration'] <= MAX_SECONDS:
+            module.fail_json(msg='weight_ramp.duration must be more than 0 and at most %s seconds, got %s'
+                             % (MAX_SECONDS, ramp['duration']), **result)
+        if not 2 <= ramp['steps'] <= 100:
+            module.fail_json(msg='weight_ramp.steps must be from 2 (one lower weight, then the mark) to 100, got %s'
+                             % ramp['steps'], **result)
     failure = None
     try:
         members = parse_members(params['members'], params['name'])
+        config = None
+        if params['haproxy_config'] and any(member.kind == 'haproxy' for member in members):
+            config = read_config(params['haproxy_config'], module.warn)
+        balancing = None
+        if config is not None and ramp is not None:
+            try:
+                balancing = backend_balancing(config)
+            except HAProxyConfigError as exc:
+                module.warn('Could not read the balancing algorithms of %s: %s' % (params['haproxy_config'], to_text(exc)))
         missing = sorted(set(params['batch']) - set(member.host for member in members))
         if missing:
             raise SpecError('batch names hosts with no entry in members: %s' % ', '.join(missing))
         manager = BatchStateManager(params['name'], members, params['batch'], params['min_available'],
                                     verify_timeout=params['verify_timeout'], verify_interval=params['verify_interval'],
                                     available_timeout=params['available_timeout'],
-                                    expect_serving=params['expect_serving'], answer_timeout=params['answer_timeout'])
+                                    expect_serving=params['expect_serving'], answer_timeout=params['answer_timeout'],
+                                    weight_ramp=ramp, balancing=balancing, reset_weights=params['reset_weights'])
         result, failure = manager.run(params['state'], params['restore_states'], check_mode=module.check_mode,
                                       diff_mode=module._diff)
+        for problem in (result.get('weight_ramp') or {}).get('weights_back_failed') or []:
+            module.warn('Drained, but its weight was not put back (a later put-back to ready finds it lowered): %s' % problem)
         if params['haproxy_config'] and any(member.kind == 'haproxy' for member in members):
-            result['server_state'] = read_server_state(params['haproxy_config'], module.warn)
-            result['health_checks'] = read_health_checks(params['haproxy_config'], members, module.warn)
+            result['server_state'] = read_server_state(config, params['haproxy_config'], module.warn)
+            result['health_checks'] = [dict(check, lb=params['name']) for check in
+                                       read_health_checks(config, params['haproxy_config'], members, module.warn)]
     except (SpecError, BudgetError) as exc:
         failure = '%s: %s' % (params['name'], to_text(exc))
     except adapter_errors() as exc:

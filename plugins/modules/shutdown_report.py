@@ -67,6 +67,22 @@ options:
     description: Also write the Markdown rendering.
     type: bool
     default: true
+  html:
+    description:
+      - Also write C(<name>.html) - one self-contained page (inline CSS and SVG, no script, nothing loaded from
+        elsewhere) with the run's timeline, one row per host (drain wait, stop, policy and verify bars, the moment
+        each load balancer stopped sending, failures marked and explained), the batch starts, and the tables of
+        failures and hosts.
+      - C(tools/report_html.py) renders it again from the JSON report, for example with load records added later.
+    type: bool
+    default: true
+  load_records:
+    description:
+      - A load generator's per-request records on the controller (JSON lines with C(start) epoch seconds and
+        C(outcome), as C(tests/fleet/loadgen.py --records) writes them). With O(html), the page gets a second panel
+        on the same time axis - requests sent per second and errors per second.
+      - A file that cannot be read is a warning, not a failure; the page is written without the load panel.
+    type: path
 '''
 
 EXAMPLES = r'''
@@ -82,7 +98,24 @@ paths:
   description: The files written, by format.
   returned: success
   type: dict
-  sample: {json: /var/lib/modelops/reports/shutdown-20261201T204033Z.json, md: /var/lib/modelops/reports/shutdown-20261201T204033Z.md}
+  sample: {json: /var/lib/modelops/reports/shutdown-20261201T204033Z.json, md: /var/lib/modelops/reports/shutdown-20261201T204033Z.md,
+           html: /var/lib/modelops/reports/shutdown-20261201T204033Z.html}
+  contains:
+    json:
+      description: The JSON record.
+      returned: success
+      type: str
+      sample: /var/lib/modelops/reports/shutdown-20261201T204033Z.json
+    md:
+      description: The Markdown rendering, with O(markdown).
+      returned: success and O(markdown)
+      type: str
+      sample: /var/lib/modelops/reports/shutdown-20261201T204033Z.md
+    html:
+      description: The HTML page, with O(html).
+      returned: success and O(html)
+      type: str
+      sample: /var/lib/modelops/reports/shutdown-20261201T204033Z.html
 summary:
   description: One line - host count by status, and whether the rollout halted.
   returned: success
@@ -97,7 +130,7 @@ msg:
   description: Where the report is.
   returned: always
   type: str
-  sample: "report: /var/lib/modelops/reports/shutdown-20261201T204033Z.json (and .md)"
+  sample: "report: /var/lib/modelops/reports/shutdown-20261201T204033Z.json (and .md, .html)"
 '''
 
 from ansible.module_utils.basic import AnsibleModule
@@ -113,6 +146,8 @@ ARGUMENT_SPEC = dict(
     stranded=dict(type='dict', default={}),
     halt_reason=dict(type='str', default=''),
     markdown=dict(type='bool', default=True),
+    html=dict(type='bool', default=True),
+    load_records=dict(type='path'),
     journal=journal_option(),
 )
 

@@ -10,7 +10,7 @@ point leaves a journal that says what it may have changed and what each thing wa
 Events (every line has ts (ISO 8601 UTC), t (epoch seconds), run and event):
   run_started      targets, playbook, controller, pid, user, interrupted (earlier runs found open)
   lb_read          lb, servers {host: state}                         (pre-flight read, changes nothing)
-  lb_intent        lb, state, hosts {host: {previous_state, new_state}}   (before a mark or a put-back)
+  lb_intent        lb, state, hosts {host: {previous_state, new_state}}, weight_ramp   (before a mark or a put-back)
   lb_result        lb, state, ok, msg, servers {host: {previous_state, state, changed}}
   host_intent      host, units                                       (before its drain, stop, policy)
   host_result      host, ok, status, failed_step, msg, stopped, units_stopped, lb_events
@@ -157,12 +157,17 @@ def summarize(events, path=None):
                 elif new_state in OUT_OF_SERVICE and entry['state'] is None:
                     # Until its result is read the change may have happened: count it as made.
                     entry.update(state=new_state, outstanding=change.get('previous_state') != new_state, unconfirmed=True)
+                if event.get('weight_ramp') and event.get('state') not in ('restore', 'ready'):
+                    # Until its result is read its weight may be lowered, whatever its state.
+                    entry['weight_ramp'] = True
         elif kind == 'lb_result':
             for name, server in _str_dict(event.get('servers')).items():
                 server = _str_dict(server)
                 fresh = {'previous_state': server.get('previous_state'), 'state': None, 'outstanding': False}
                 entry = host(name)['lbs'].setdefault(event.get('lb'), fresh)
                 entry.pop('unconfirmed', None)
+                # The module finished, and put back the weights of its ramp itself (or said it could not).
+                entry.pop('weight_ramp', None)
                 putting_back = entry.pop('putting_back', False)
                 state = server.get('state')
                 if state is None:
@@ -190,15 +195,18 @@ def summarize(events, path=None):
 
 
 def outstanding(summary):
-    """C({host: {lb: {previous_state, state}}}) for every LB entry the run left out of service on a host it did not
-    record as stopped (a stopped host stays out of service: that is what the run was for)."""
+    """C({host: {lb: {previous_state, state[, weight_ramp]}}}) for every LB entry the run left out of service, or in the
+    middle of a weight ramp (C(weight_ramp) true), on a host it did not record as stopped (a stopped host stays out of
+    service: that is what the run was for)."""
     left = {}
     for name, entry in summary['hosts'].items():
         if entry.get('stopped'):
             continue
         for lb, change in entry['lbs'].items():
-            if change.get('outstanding'):
+            if change.get('outstanding') or change.get('weight_ramp'):
                 left.setdefault(name, {})[lb] = {'previous_state': change.get('previous_state'), 'state': change.get('state')}
+                if change.get('weight_ramp'):
+                    left[name][lb]['weight_ramp'] = True  # a ramp that may have left its weight lowered
     return left
 
 

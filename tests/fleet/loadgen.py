@@ -4,7 +4,7 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Open-loop load generator for the modelops.shutdown test fleet (stdlib only).
 
-    python3 loadgen.py --url http://127.0.0.1:8000/v1/completions --rate 5
+    python3 loadgen.py --url http://127.0.0.1:8000/v1/completions [--url ...] --rate 5
                        [--duration 20] [--count N] [--stop-file PATH] [--summary out.json]
                        [--records out.jsonl] [--timeout 60] [--service-time S] [--stream]
                        [--cookie NAME=VALUE ...] [--header NAME=VALUE ...]
@@ -146,7 +146,8 @@ def header_pair(text):
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description="Open-loop HTTP load generator for the test fleet.")
-    parser.add_argument("--url", required=True, help="http(s)://HOST:PORT/v1/completions")
+    parser.add_argument("--url", required=True, action="append", dest="urls",
+                        help="http(s)://HOST:PORT/v1/completions (repeatable: requests take the URLs in turn)")
     parser.add_argument("--rate", type=positive_float, required=True, help="requests per second")
     parser.add_argument("--duration", type=positive_float, help="stop sending after this many seconds")
     parser.add_argument("--count", type=positive_int, help="send exactly this many requests, then stop sending")
@@ -164,13 +165,15 @@ def parse_args(argv=None):
     parser.add_argument("--header", type=header_pair, action="append", default=[], metavar="NAME=VALUE",
                         help="send this header on every request (repeatable)")
     args = parser.parse_args(argv)
-    parts = urlsplit(args.url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        parser.error("--url must be an http:// or https:// URL with a host")
-    try:
-        parts.port  # pylint: disable=pointless-statement
-    except ValueError:
-        parser.error("--url has an invalid port")
+    for url in args.urls:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            parser.error("--url must be an http:// or https:// URL with a host")
+        try:
+            parts.port  # pylint: disable=pointless-statement
+        except ValueError:
+            parser.error("--url has an invalid port")
+    args.url = args.urls[0]
     return args
 
 
@@ -255,6 +258,7 @@ def summarize(requests, args, duration):
     sent = len(requests)
     return {
         "url": args.url,
+        "urls": args.urls,
         "sent": sent,
         "ok": counts["ok"],
         "http_errors": http_errors,
@@ -328,7 +332,7 @@ def main(argv=None) -> int:
             break
         req = Request("lg-%s-%06d" % (run_id, seq))
         requests.append(req)
-        thread = threading.Thread(target=send_one, args=(req, args.url, body, args.timeout, args.stream, extra_headers),
+        thread = threading.Thread(target=send_one, args=(req, args.urls[seq % len(args.urls)], body, args.timeout, args.stream, extra_headers),
                                   name=req.rid, daemon=True)
         thread.start()
         seq += 1

@@ -203,6 +203,10 @@ class FakeDocker:
                 return "hostkill"
             if script == inject.admin_up_script(9999) or "iptables -C" in script:
                 return "up"
+            if script.startswith("echo 'get weight "):
+                return "weight"
+            if script.startswith("echo 'set server "):
+                return "setserver"
         if command == ["cat", "/run/modelops-shutdown.lock"]:
             return "cat"
         if command == ["systemctl", "reload", "haproxy"]:
@@ -806,3 +810,34 @@ def test_run_and_kill_with_an_unwritable_log_exits_3(tmp_path, capsys):
     argv[argv.index("--log") + 1] = str(tmp_path / "no-such-dir" / "play.log")
     rc, out = run(argv, FakeDocker(), inject.Clock())
     assert rc == 3 and out == "" and "No such file or directory" in capsys.readouterr().err
+
+
+# --- maint-on-weight-drop ------------------------------------------------------------------
+
+WEIGHT_DROP = ["maint-on-weight-drop", "--lb", "rp-lb1", "--backend", "models", "--server", "rp-m1", "--other", "rp-m2"]
+
+
+def test_maint_on_weight_drop_acts_once_the_ramp_has_begun():
+    clock = FakeClock()
+    # Real HAProxy 2.6.12 answers (tests/unit/fixtures/haproxy_weight_answers_v2.6.12.json).
+    fake = FakeDocker(clock, weight=["10 (initial 10)\n\n", "10 (initial 10)\n\n", "7 (initial 10)\n\n"], setserver=["\n"])
+    rc, out = run(WEIGHT_DROP, fake, clock)
+    assert rc == 0 and fake.kinds() == ["weight", "weight", "weight", "setserver"]
+    assert fake.calls[0][1][-1].startswith("echo 'get weight models/rp-m1' | socat")
+    assert fake.calls[-1][1][-1].startswith("echo 'set server models/rp-m2 state maint' | socat")
+    assert out.startswith("models/rp-m2 went to maintenance once rp-m1's weight was 7 of 10")
+
+
+def test_maint_on_weight_drop_never_dropping_exits_1_and_an_odd_answer_is_not_a_drop():
+    clock = FakeClock()
+    fake = FakeDocker(clock, weight=["No such server.\n\n", "10 (initial 10)\n\n"])
+    rc, out = run(WEIGHT_DROP + ["--timeout", "2"], fake, clock)
+    assert rc == 1 and "setserver" not in fake.kinds()
+    assert out.startswith("the weight of rp-m1 never dropped within 2 s (last seen: models/rp-m1 weight (10, 10))")
+
+
+def test_maint_on_weight_drop_reports_a_refused_set(capsys):
+    clock = FakeClock()
+    fake = FakeDocker(clock, weight=["7 (initial 10)\n\n"], setserver=["No such server.\n\n"])
+    rc, _out = run(WEIGHT_DROP, fake, clock)
+    assert rc == 3 and "No such server." in capsys.readouterr().err

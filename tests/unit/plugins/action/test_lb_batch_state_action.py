@@ -115,6 +115,23 @@ def test_the_intent_is_journaled_before_the_module_runs_and_the_result_after(jou
     assert _journal.outstanding(summary_of(journal)) == {'m1': {'lb1': {'previous_state': 'ready', 'state': 'draining'}}}
 
 
+def test_a_weight_ramp_is_journaled_with_the_intent_so_a_dead_run_leaves_it_flagged(journal):
+    def check(module_args):
+        assert last(journal)['event'] == 'lb_intent' and last(journal)['weight_ramp'] is True
+        # The controller dies here, mid-ramp: the state may still be ready, the weight lowered.
+        assert _journal.outstanding(summary_of(journal))['m1'] == {
+            'lb1': {'previous_state': 'ready', 'state': 'draining', 'weight_ramp': True}}
+
+    calls = ModuleCalls(module_result('draining', [server('m1', 'ready', 'draining', True)]), check)
+    run_action(ActionModule, args(journal, batch=['m1'], weight_ramp={'duration': 10, 'steps': 4}), calls)
+    assert 'weight_ramp' not in _journal.outstanding(summary_of(journal))['m1']['lb1']
+    # A put-back is no ramp.
+    calls = ModuleCalls(module_result('restore', [server('m1', 'draining', 'ready', True)]))
+    run_action(ActionModule, args(journal, batch=['m1'], state='restore', restore_states={'m1': 'ready'},
+                                  weight_ramp={'duration': 10}), calls)
+    assert [e.get('weight_ramp') for e in _journal.read(journal) if e['event'] == 'lb_intent'] == [True, False]
+
+
 def test_a_failed_module_is_journaled_with_its_message_cut(journal):
     msg = 'lb1: draining did not take effect within 10.0 s: m1: ... ' + 'x' * 3000
     calls = ModuleCalls(module_result('draining', [server('m1', 'ready', 'ready', False)], failed=True, msg=msg))

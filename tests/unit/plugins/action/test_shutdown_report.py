@@ -40,9 +40,35 @@ def test_writes_json_and_markdown_atomically_with_their_modes(tmp_path):
 
 
 def test_check_mode_is_recorded_and_name_is_kept(tmp_path):
-    result = run_action({'hosts': fleet(), 'dest': str(tmp_path), 'name': 'dry', 'markdown': False}, check_mode=True)
+    result = run_action({'hosts': fleet(), 'dest': str(tmp_path), 'name': 'dry', 'markdown': False, 'html': False},
+                        check_mode=True)
     assert result['paths'] == {'json': str(tmp_path / 'dry.json')}
     assert json.loads((tmp_path / 'dry.json').read_text())['mode'] == 'check'
+
+
+def test_writes_the_html_page_with_the_load_panel(tmp_path):
+    origin = rollout_report(fleet())['started_at']
+    records = tmp_path / 'load.jsonl'
+    records.write_text(''.join(json.dumps({'id': 'r%d' % i, 'start': origin + i * 0.5, 'latency': 0.1,
+                                           'outcome': 'ok' if i % 4 else 'cut', 'status': 200, 'error': None}) + '\n'
+                               for i in range(40)) + 'not json\n')
+    result = run_action({'hosts': fleet(), 'dest': str(tmp_path / 'r'), 'name': 'run', 'load_records': str(records)})
+    assert not result.get('failed'), result
+    assert result['paths']['html'] == str(tmp_path / 'r' / 'run.html') and 'warnings' not in result
+    page = open(result['paths']['html']).read()
+    assert page.count('class="host-row"') == 6 and 'data-series="errors" data-total="10"' in page
+    assert result['msg'].endswith('(and .md, .html)')
+    assert stat.S_IMODE(os.stat(result['paths']['html']).st_mode) == 0o644
+
+
+def test_missing_load_records_is_a_warning_and_a_page_without_load(tmp_path):
+    result = run_action({'hosts': fleet(), 'dest': str(tmp_path), 'name': 'run',
+                         'load_records': str(tmp_path / 'missing.jsonl')})
+    assert not result.get('failed'), result
+    assert len(result['warnings']) == 1 and 'missing.jsonl' in result['warnings'][0]
+    assert 'tools/report_html.py' in result['warnings'][0]
+    page = (tmp_path / 'run.html').read_text()
+    assert 'class="host-row"' in page and 'load-series' not in page
 
 
 def test_bad_input_fails_with_where_not_a_traceback(tmp_path):

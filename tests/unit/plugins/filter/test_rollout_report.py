@@ -131,8 +131,9 @@ def test_registered_as_filter():
 
 def test_top_level():
     out = report()
-    assert sorted(out) == ['batches', 'finished', 'halt_reason', 'halted', 'hosts', 'mode', 'run_id', 'started',
-                           'totals']
+    assert sorted(out) == ['batches', 'finished', 'finished_at', 'halt_reason', 'halted', 'hosts', 'mode', 'run_id',
+                           'started', 'started_at', 'totals']
+    assert (out['started_at'], out['finished_at']) == (at(0), at(41.0))
     assert (out['run_id'], out['mode'], out['started'], out['finished']) == (
         '20251201T184000Z', 'run', iso(0), iso(41.0))
     assert (out['halted'], out['halt_reason']) == (True, REFUSAL)
@@ -144,11 +145,13 @@ def test_top_level():
 def test_done_host_record():
     assert by_host(report())['gpu-1'] == {
         'host': 'gpu-1', 'batch': 1, 'status': 'done', 'failed_step': None, 'msg': '',
-        'marked': iso(0.2),
-        'load_balancers': [{'lb': 'lb1', 'previous_state': 'ready', 'state': 'draining', 'changed': True}],
+        'marked': iso(0.2), 'marked_at': at(0.2),
+        'load_balancers': [{'lb': 'lb1', 'previous_state': 'ready', 'state': 'draining', 'changed': True,
+                            'marked_at': at(0.2), 'weight_ramp': None}],
         'in_flight_at_mark': 4, 'drained': True, 'in_flight_initial': 3, 'in_flight_final': 0,
         'drained_at': iso(5.8), 'drain_seconds': 5.0, 'stop_seconds': 3.0, 'floor_seconds': 8.0,
-        'started': iso(0.8), 'finished': iso(9.8),
+        'started': iso(0.8), 'finished': iso(9.8), 'started_at': at(0.8), 'finished_at': at(9.8),
+        'phases': {'drain': None, 'stop': None, 'policy': None, 'verify': None},
         'units': [{'unit': 'vllm@llama3.service', 'classification': 'clean', 'stop_seconds': 3.0}],
         'policy_changed': True, 'verify_ok': True, 'verify_failures': [], 'gpu_released': False,
         'gpu_killed': [4821], 'leftover_processes': 0, 'incomplete_count': 2, 'put_back': False,
@@ -166,13 +169,16 @@ def test_batches_grouped_by_their_mark_across_load_balancers():
 def test_batch_lasts_until_the_next_starts_and_floors_come_from_host_timings():
     batches = report()['batches']
     assert batches[0] == {'number': 1, 'hosts': ['gpu-2', 'gpu-1'], 'started': iso(0), 'finished': iso(20.0),
+                          'started_at': at(0), 'finished_at': at(20.0),
                           'modules_finished': iso(12.3), 'duration_seconds': 20.0, 'floor_seconds': 10.5,
                           'overhead_seconds': 9.5}
     assert batches[1] == {'number': 2, 'hosts': ['gpu-3', 'gpu-4'], 'started': iso(20.0), 'finished': iso(40.0),
+                          'started_at': at(20.0), 'finished_at': at(40.0),
                           'modules_finished': iso(25.0), 'duration_seconds': 20.0, 'floor_seconds': 3.5,
                           'overhead_seconds': 16.5}
     # The last batch lasts until the run ends; nothing of it ran, so it has no floor.
     assert batches[2] == {'number': 3, 'hosts': ['gpu-5', 'gpu-6'], 'started': iso(40.0), 'finished': iso(41.0),
+                          'started_at': at(40.0), 'finished_at': at(41.0),
                           'modules_finished': iso(40.0), 'duration_seconds': 1.0, 'floor_seconds': None,
                           'overhead_seconds': None}
 
@@ -200,7 +206,33 @@ def test_refused_unreachable_and_put_back_statuses():
         assert (record['status'], record['failed_step'], record['msg']) == ('refused', 'budget', REFUSAL)
         assert record['marked'] is None and record['in_flight_at_mark'] == 0 and record['put_back'] is False
         assert record['load_balancers'] == [{'lb': 'lb1', 'previous_state': 'ready', 'state': 'ready',
-                                             'changed': False}]
+                                             'changed': False, 'marked_at': None, 'weight_ramp': None}]
+        assert record['phases'] == {'drain': None, 'stop': None, 'policy': None, 'verify': None}
+
+
+def test_phases_and_each_load_balancers_mark_are_carried_for_the_timeline():
+    batch = [mark('lb1', 0.0, 0.2, [server('gpu-1', 2)]), mark('lb2', 0.3, 0.6, [server('gpu-1', 1)])]
+    record = done('gpu-1', 1.0, 2.0, 1.0, phases={
+        'drain': {'start': at(0.2), 'end': at(3.0)}, 'stop': {'start': at(3.1), 'end': '1764614404.1'},
+        'policy': None, 'verify': {'start': at(4.2), 'end': at(4.5)}})
+    out = rollout_report({'gpu-1': {'marks': batch, 'record': record}})
+    host = out['hosts'][0]
+    assert host['phases'] == {'drain': {'start': at(0.2), 'end': at(3.0)}, 'stop': {'start': at(3.1), 'end': at(4.1)},
+                              'policy': None, 'verify': {'start': at(4.2), 'end': at(4.5)}}
+    assert [(lb['lb'], lb['marked_at']) for lb in host['load_balancers']] == [('lb1', at(0.2)), ('lb2', at(0.6))]
+    assert host['marked_at'] == at(0.6) and host['marked'] == iso(0.6)
+    assert (out['batches'][0]['started_at'], out['started_at']) == (at(0.0), at(0.0))
+
+
+@pytest.mark.parametrize('phases, match', [
+    ('soon', r'gpu-1\.record\.phases must be a dict, got str'),
+    ({'stop': [1, 2]}, r'gpu-1\.record\.phases\.stop must be a dict, got list'),
+    ({'drain': {'start': 'inf', 'end': None}}, r'gpu-1\.record\.phases\.drain\.start must be epoch seconds'),
+    ({'verify': {'start': at(5), 'end': at(4)}}, r'gpu-1\.record\.phases\.verify ends .* before it starts'),
+])
+def test_bad_phases_name_where(phases, match):
+    with pytest.raises(AnsibleFilterError, match=match):
+        rollout_report({'gpu-1': {'record': done('gpu-1', 1.0, 2.0, 1.0, phases=phases)}})
 
 
 def test_failed_mark_not_refused():
@@ -424,6 +456,8 @@ if given is not None:
         verify=some(ok=SCALARS, incomplete_count=SCALARS, failures=JSON, leftover_processes=JSON,
                     gpu=some(checked=SCALARS, released=SCALARS, killed=JSON)),
         timings=some(drain_seconds=SCALARS, stop_seconds=SCALARS, floor_seconds=SCALARS),
+        phases=some(drain=some(start=EPOCHS, end=EPOCHS), stop=some(start=EPOCHS, end=EPOCHS),
+                    policy=JSON, verify=some(start=EPOCHS)),
         policy=some(changed=SCALARS))
     # Shaped like the real input (host -> {marks, record, put_back}) down to the leaves, which are anything.
     SHAPED = st.dictionaries(HOSTS, st.fixed_dictionaries({}, optional={
@@ -440,8 +474,8 @@ if given is not None:
             assert str(exc).startswith('modelops.shutdown.rollout_report: ')
             return
         json.dumps(out)   # what the report role writes
-        assert sorted(out) == ['batches', 'finished', 'halt_reason', 'halted', 'hosts', 'mode', 'run_id', 'started',
-                               'totals']
+        assert sorted(out) == ['batches', 'finished', 'finished_at', 'halt_reason', 'halted', 'hosts', 'mode', 'run_id',
+                               'started', 'started_at', 'totals']
 
     @settings(max_examples=300, deadline=None, derandomize=True, database=None)
     @given(hosts=JSON, options=OPTIONS)
@@ -482,3 +516,23 @@ def test_cut_requests_and_load_balancer_events_are_reported():
     assert (host['in_flight_at_stop'], host['lb_came_back'], host['lb_escalated']) == (3, 1, True)
     assert [e['event'] for e in host['lb_events']] == ['came_back', 'escalated'] and 'target' not in host['lb_events'][0]
     assert (out['totals']['in_flight_at_stop_total'], out['totals']['lb_came_back_total'], out['totals']['lb_escalated']) == (3, 1, 1)
+
+
+def test_a_weight_ramp_is_carried_per_load_balancer():
+    ramped = mark('lb1', 0.0, 12.0, [server('gpu-1', 2)])
+    ramped['weight_ramp'] = {'duration_seconds': 12.0, 'steps': 4, 'aborted': None, 'weights_back': {'gpu-1': 100},
+                             'servers': [{'host': 'gpu-1', 'previous_weight': 100, 'initial_weight': 100,
+                                          'steps': [{'at': at(0.0), 'weight': 75}, {'at': at(4.0), 'weight': 50},
+                                                    {'at': at(8.0), 'weight': 25}]}]}
+    plain = mark('lb2', 12.1, 12.3, [server('gpu-1', 1)])
+    out = rollout_report({'gpu-1': {'marks': [ramped, plain], 'record': done('gpu-1', 12.5, 2.0, 1.0)}})
+    [lb1, lb2] = out['hosts'][0]['load_balancers']
+    assert lb1['weight_ramp'] == {'previous_weight': 100, 'weights': [75, 50, 25], 'aborted': None, 'weight_back': 100}
+    assert lb2['weight_ramp'] is None
+
+
+def test_a_weight_ramp_of_the_wrong_shape_names_where():
+    ramped = mark('lb1', 0.0, 1.0, [server('gpu-1', 2)])
+    ramped['weight_ramp'] = {'servers': 'gpu-1'}
+    with pytest.raises(AnsibleFilterError, match=r'gpu-1\.marks\.weight_ramp\.servers must be a list, got str'):
+        rollout_report({'gpu-1': {'marks': [ramped], 'record': done('gpu-1', 1.5, 2.0, 1.0)}})

@@ -50,7 +50,7 @@ PROC_NET_TCP = fixture_path('proc_net_tcp_dev_established_timewait.txt')
 T0 = 1714564800.25
 
 RECORD_KEYS = {'changed', 'ok', 'status', 'failed_step', 'msg', 'host', 'started_at', 'finished_at', 'since', 'drain', 'stop',
-               'policy', 'verify', 'timings', 'already_down', 'lb_guard', 'in_flight_at_stop', 'run_id'}
+               'policy', 'verify', 'timings', 'already_down', 'lb_guard', 'in_flight_at_stop', 'run_id', 'phases'}
 
 
 class ModelHost(object):
@@ -193,6 +193,39 @@ def test_timings_count_the_drain_from_since_to_drained_at(machine, fake_time, me
     assert record['stop']['stop_seconds'] == STOP_SECONDS
     assert record['timings'] == {'drain_seconds': 5.0, 'stop_seconds': STOP_SECONDS, 'floor_seconds': 7.5}
     assert record['finished_at'] == EPOCH + 2.0 + STOP_SECONDS
+
+
+def test_phases_are_wall_clock_intervals_in_order(machine, fake_time, metrics):
+    host = ModelHost(FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])}), fake_time)
+    metrics.body = host.scrape([2, 1, 0])
+    record, failure, dummy = shutdown(host, fake_time, since=SINCE, drain=drain_options(metrics, quiet_period=1.0),
+                                      stop={'units': [LLAMA]}, verify={'processes': False})
+    assert failure is None
+    phases = record['phases']
+    # The drain runs from the mark (since) to the first read of 0, not to the end of the quiet period.
+    assert phases['drain'] == {'start': SINCE, 'end': EPOCH + 1.0}
+    assert phases['stop'] == {'start': EPOCH + 2.0, 'end': EPOCH + 2.0 + STOP_SECONDS}
+    assert phases['policy']['start'] == phases['stop']['end'] <= phases['policy']['end']
+    assert phases['verify']['start'] == phases['policy']['end'] <= phases['verify']['end'] == record['finished_at']
+
+
+def test_phases_after_a_failure_are_none(machine, fake_time, metrics):
+    host = ModelHost(FakeSystemd({LLAMA: (RUNNING, AFTER['clean'])}), fake_time)
+    metrics.body = host.scrape([3])
+    record, failure, dummy = shutdown(host, fake_time, since=SINCE, drain=drain_options(metrics, timeout=6),
+                                      stop={'units': [LLAMA]})
+    assert record['failed_step'] == 'drain'
+    # Not drained: the drain ends where the wait gave up.
+    assert record['phases'] == {'drain': {'start': SINCE, 'end': record['finished_at']}, 'stop': None, 'policy': None,
+                                'verify': None}
+
+
+def test_already_down_has_no_drain_phase(machine, fake_time, metrics):
+    host = ModelHost(FakeSystemd({LLAMA: (ONESHOT_DONE, None)}), fake_time)
+    metrics.body = host.scrape([5])
+    record, failure, dummy = shutdown(host, fake_time, since=SINCE, drain=drain_options(metrics), stop={'units': [LLAMA]})
+    assert failure is None and record['status'] == 'already_down'
+    assert record['phases']['drain'] is None and record['phases']['stop']['start'] == EPOCH
 
 
 def test_since_in_drain_options_counts_too(machine, fake_time, metrics):

@@ -11,13 +11,18 @@ import pytest
 
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_haproxy import server_state_warning
 from ansible_collections.modelops.shutdown.plugins.modules import lb_batch_state
-from ansible_collections.modelops.shutdown.plugins.modules.lb_batch_state import read_server_state
+from ansible_collections.modelops.shutdown.plugins.modules.lb_batch_state import read_config, read_server_state
 from ansible_collections.modelops.shutdown.tests.unit.fleet.test_haproxy_template import render
 # The runtime API stand-in and the runner of lb_batch_state's own tests.
 from ansible_collections.modelops.shutdown.tests.unit.plugins.modules.test_lb_batch_state import (  # noqa: F401 pylint: disable=unused-import
     haproxy,
     run,
 )
+
+
+def read_state(path, warn):
+    """As main() does it: the file is read once, for the server state and the health checks."""
+    return read_server_state(read_config(path, warn), path, warn)
 
 
 @pytest.fixture
@@ -33,15 +38,15 @@ def fleet_cfg(tmp_path):
 def test_a_configuration_that_keeps_the_states_gives_no_warning(fleet_cfg):
     warnings = []
     path = fleet_cfg(True)
-    assert read_server_state(path, warnings.append) == {'config': path, 'server_state_file': '/var/lib/haproxy/server-state',
-                                                        'load_from_file': ['defaults'], 'persists': True}
+    assert read_state(path, warnings.append) == {'config': path, 'server_state_file': '/var/lib/haproxy/server-state',
+                                                 'load_from_file': ['defaults'], 'persists': True}
     assert warnings == []
 
 
 def test_a_configuration_that_forgets_them_warns_once(fleet_cfg):
     warnings = []
     path = fleet_cfg(False)
-    got = read_server_state(path, warnings.append)
+    got = read_state(path, warnings.append)
     assert got == {'config': path, 'server_state_file': None, 'load_from_file': [], 'persists': False}
     assert warnings == [server_state_warning(got)] and warnings[0].startswith(path + ' has no server-state-file')
 
@@ -49,13 +54,13 @@ def test_a_configuration_that_forgets_them_warns_once(fleet_cfg):
 def test_a_missing_configuration_warns_and_persists_is_unknown(tmp_path):
     warnings = []
     path = str(tmp_path / 'haproxy.cfg')
-    assert read_server_state(path, warnings.append) == {'config': path, 'server_state_file': None, 'load_from_file': [],
-                                                        'persists': None}
+    assert read_state(path, warnings.append) == {'config': path, 'server_state_file': None, 'load_from_file': [],
+                                                 'persists': None}
     [warning] = warnings
-    assert warning.startswith('Could not read %s to check that HAProxy keeps drain states across a reload: ' % path)
+    assert warning.startswith('Could not read %s to check that HAProxy keeps drain states across a reload and to read its health checks: ' % path)
     assert 'No such file or directory' in warning
     warnings = []
-    assert read_server_state(str(tmp_path), warnings.append)['persists'] is None   # a directory
+    assert read_state(str(tmp_path), warnings.append)['persists'] is None   # a directory
     assert len(warnings) == 1 and 'Is a directory' in warnings[0]
 
 
@@ -63,7 +68,7 @@ def test_bytes_that_are_not_utf8_are_read_anyway(tmp_path):
     path = tmp_path / 'haproxy.cfg'
     path.write_bytes(b'# caf\xe9\nglobal\n    server-state-file /s\ndefaults\n    load-server-state-from-file global\n')
     warnings = []
-    assert read_server_state(str(path), warnings.append)['persists'] is True and warnings == []
+    assert read_state(str(path), warnings.append)['persists'] is True and warnings == []
 
 
 # --- through main() ------------------------------------------------------------------------------------------------

@@ -553,3 +553,26 @@ def test_check_option_refuses_anything_else_naming_the_task(value):
     assert message.startswith('lb_batch_state lb1: journal must be a dict with path and run (non-empty strings) and '
                               'nothing else, got ')
     assert message.endswith(repr(value))
+
+
+def test_a_controller_killed_mid_ramp_leaves_the_entry_flagged_whatever_its_state(journal):
+    run_started(journal)
+    lb_read(journal, {'m1': 'ready', 'm2': 'maintenance'})
+    _journal.append(journal, RUN, 'lb_intent', lb=LB, state='draining', weight_ramp=True,
+                    hosts={'m1': {'previous_state': 'ready', 'new_state': 'draining'},
+                           'm2': {'previous_state': 'maintenance', 'new_state': 'maintenance'}})
+    summary = summary_of(journal)
+    assert entry(summary, 'm1')['weight_ramp'] is True
+    # m2 was not going to be changed, but a ramp of its batch may still have lowered its weight.
+    assert _journal.outstanding(summary) == {
+        'm1': {LB: {'previous_state': 'ready', 'state': 'draining', 'weight_ramp': True}},
+        'm2': {LB: {'previous_state': 'maintenance', 'state': 'maintenance', 'weight_ramp': True}}}
+
+
+def test_a_ramp_whose_result_was_read_is_no_longer_flagged(journal):
+    run_started(journal)
+    _journal.append(journal, RUN, 'lb_intent', lb=LB, state='draining', weight_ramp=True,
+                    hosts={'m1': {'previous_state': 'ready', 'new_state': 'draining'}})
+    lb_result(journal, 'draining', {'m1': ('ready', 'ready', False)}, ok=False, msg='the weight ramp stopped at step 2')
+    summary = summary_of(journal)
+    assert 'weight_ramp' not in entry(summary) and _journal.outstanding(summary) == {}
