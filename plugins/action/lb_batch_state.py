@@ -61,7 +61,9 @@ class ActionModule(ActionBase):
                 _journal.append(journal['path'], journal['run'], 'lb_read' if self._task.check_mode else 'lb_result',
                                 lb=args.get('name'), state=args.get('state'), ok=not module_result.get('failed'),
                                 msg=str(module_result.get('msg') or '')[:2000],
-                                servers=observed(module_result, self._task.check_mode))
+                                servers=observed(module_result, self._task.check_mode),
+                                # A ramp whose weights could not all be put back leaves them lowered.
+                                weights_left_lowered=bool((module_result.get('weight_ramp') or {}).get('weights_back_failed')))
             except _journal.JournalError as exc:
                 module_result.setdefault('warnings', []).append(str(exc))
             module_result['journal_path'] = journal['path']

@@ -114,7 +114,8 @@ def _phases(record, name):
 
 
 def _weight_ramp(mark, name):
-    """This host's part of a mark's weight ramp: C({previous_weight, weights, aborted, weight_back}), or None."""
+    """This host's part of a mark's weight ramp: C({previous_weight, weights, aborted, weight_back}), or None (its
+    first server there: a host with several servers on one load balancer has them ramped alike)."""
     ramp = _dict(mark.get('weight_ramp'), '%s.marks.weight_ramp' % name)
     for server in _list(ramp.get('servers'), '%s.marks.weight_ramp.servers' % name):
         if isinstance(server, Mapping) and server.get('host') == name:
@@ -122,7 +123,7 @@ def _weight_ramp(mark, name):
             return {'previous_weight': server.get('previous_weight'),
                     'weights': [step.get('weight') for step in steps if isinstance(step, Mapping)],
                     'aborted': ramp.get('aborted'),
-                    'weight_back': _dict(ramp.get('weights_back'), '%s.marks.weight_ramp.weights_back' % name).get(name)}
+                    'weight_back': server.get('weight_back')}
     return None
 
 

@@ -315,9 +315,13 @@ def compare(unit, health_checks, margin=DEFAULT_MARGIN):
             detection = check.get('detection_seconds')
             where = '%s/%s' % (check.get('backend'), check.get('server'))
             lb = check.get('lb') or check.get('source') or 'the load balancer'
+            if detection is None and check.get('error'):
+                findings.append(_finding('unknown', '%s: how long %s takes to notice %s is gone is unknown: %s' % (
+                    name, lb, where, check['error']), None, backend=check.get('backend'), server=check.get('server')))
+                continue
             if detection is None:
                 findings.append(_finding('unknown', '%s: %s has no usable health check (%s): the load balancer never '
-                                                    'marks it DOWN by itself' % (name, where, check.get('error') or lb),
+                                                    'marks it DOWN by itself' % (name, where, lb),
                                          None, backend=check.get('backend'), server=check.get('server')))
                 continue
             if window < detection:

@@ -240,6 +240,14 @@ class BatchStateManager(object):
                 problems.append('%s: %s, so HAProxy takes only 0 or 100 %% as its weight and it cannot be ramped down in steps'
                                 % (member.adapter.describe(), why))
                 continue
+            if current == 0:
+                continue  # it takes no new requests already: nothing to ramp
+            if current < self.weight_ramp['steps']:
+                problems.append('%s has weight %d, too low for %d steps (each step must lower it by at least 1; HAProxy\'s '
+                                'default weight is 1): give the servers a weight such as 100 ("default-server weight 100" '
+                                'or "weight 100" on each server line), or use fewer steps'
+                                % (member.adapter.describe(), current, self.weight_ramp['steps']))
+                continue
             plan.append({'host': member.host, 'index': index, 'runtime': runtime, 'backend': backend, 'server': name,
                          'previous_weight': current, 'initial_weight': initial, 'steps': []})
         return plan, problems
@@ -248,6 +256,8 @@ class BatchStateManager(object):
         """Set and read back each planned server's weight; the first failure as a message, else None."""
         for entry in plan:
             weight = weight_of(entry)
+            # Unknown from here until read back: a put-back must not take it for unchanged.
+            entry['weight'] = None
             try:
                 entry['runtime'].set_weight(entry['backend'], entry['server'], weight)
                 current, _initial = entry['runtime'].get_weight(entry['backend'], entry['server'])
@@ -299,18 +309,18 @@ class BatchStateManager(object):
         """Put every planned server's weight back to what it was before the ramp; what failed, as messages."""
         failed = []
         for entry in plan:
-            if entry.get('weight', entry['previous_weight']) == entry['previous_weight']:
-                continue
-            problem = self._set_weights([entry], lambda e: e['previous_weight'])
-            if problem:
-                failed.append(problem)
-        ramp['weights_back'] = dict((entry['host'], entry.get('weight')) for entry in plan)
+            if entry.get('weight', entry['previous_weight']) != entry['previous_weight']:
+                problem = self._set_weights([entry], lambda e: e['previous_weight'])
+                if problem:
+                    failed.append(problem)
+            entry['weight_back'] = entry.get('weight', entry['previous_weight'])
         ramp['weights_back_failed'] = failed
         return failed
 
     def _reset_to_initial(self, servers, targets):
-        """Set each C(reset_weights) host's HAProxy weight to its initial one: C(({host: {from, to}}, problems))."""
-        done, problems = {}, []
+        """Set each C(reset_weights) host's HAProxy weight to its initial one: C(([{host, backend, server, from, to}],
+        problems))."""
+        done, problems = [], []
         for server, (index, _target) in zip(servers, targets):
             member = self.members[index]
             if member.host not in self.reset_weights or member.kind != 'haproxy':
@@ -324,7 +334,7 @@ class BatchStateManager(object):
                     after, _initial = runtime.get_weight(backend, name)
                     if after != initial:
                         raise HAProxyError('%s/%s reads back weight %s after set weight %s' % (backend, name, after, initial))
-                done[member.host] = {'from': current, 'to': initial}
+                done.append({'host': member.host, 'backend': backend, 'server': name, 'from': current, 'to': initial})
             except HAProxyError as exc:
                 problems.append('%s: %s' % (member.host, to_text(exc)))
         return done, problems
@@ -332,7 +342,8 @@ class BatchStateManager(object):
     @staticmethod
     def _ramp_record(plan, ramp):
         keys = ('host', 'backend', 'server', 'previous_weight', 'initial_weight', 'steps')
-        ramp['servers'] = [dict((key, entry[key]) for key in keys) for entry in plan]
+        ramp['servers'] = [dict(dict((key, entry[key]) for key in keys), weight_back=entry.get('weight_back'))
+                           for entry in plan]
         return ramp
 
     # -- changing ---------------------------------------------------------------------------
@@ -416,9 +427,13 @@ class BatchStateManager(object):
                 'before_header': self.lb_name, 'after_header': self.lb_name,
             }
 
+        plan, ramp = [], None
+
         def finish(failure):
             result['finished_at'] = round(self.wall(), 3)
             result['changed'] = any(s['changed'] for s in servers)
+            if ramp is not None:
+                result['weight_ramp'] = self._ramp_record(plan, ramp)
             return result, failure
 
         def untouched():
@@ -442,7 +457,6 @@ class BatchStateManager(object):
                           '(shutdown_serial) or min_available, or bring servers of the pool back first; where a state '
                           'is unknown, make the load balancer answer (the budget fails closed).'
                           % (self.lb_name, '; '.join(pool['message'] for pool in refused)))
-        plan, ramp = [], None
         # The pre-flight reads with state=ready in check mode: there the ramp is checked for the whole batch.
         preflight = check_mode and state == 'ready'
         if self.weight_ramp and (state in ('draining', 'maintenance') or preflight):

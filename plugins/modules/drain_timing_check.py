@@ -93,10 +93,10 @@ status:
   type: str
   sample: warn
 summary:
-  description: One line for the host with each unit's numbers.
+  description: One line with each unit's numbers and status.
   returned: always
   type: str
-  sample: 'gpu-01 model-server@llama.service: TimeoutStopSec=5 window=20 (reference) detection=1 -> warn'
+  sample: 'model-server@llama.service: TimeoutStopSec=5 window=20 (reference) detection=1 -> warn'
 findings:
   description: Every finding, each with C(kind), C(message), C(fix) and the numbers it compares.
   returned: always

@@ -127,9 +127,11 @@ options:
       - Before each step the pool is read again; the ramp stops, and the weights go back to what they were, when a server
         of the batch is no longer in the state it was read in, a read fails, or the disruption budget (O(min_available))
         no longer holds. A ramping server counts as available until it is marked.
-      - Refused before anything changes for a server that is not an HAProxy one, and for a backend whose balancing
-        algorithm is static (C(static-rr), or a hash without C(hash-type consistent), read from O(haproxy_config)), where
-        HAProxy takes only 0 or 100 %.
+      - Refused before anything changes for a server that is not an HAProxy one; for a backend whose balancing
+        algorithm is static, where HAProxy takes only 0 or 100 % (C(static-rr), or a hash without C(hash-type consistent);
+        the algorithm is read from C(show stat), the C(hash-type) from O(haproxy_config)); and for a weight lower than
+        O(weight_ramp.steps) (HAProxy's default weight is 1, so give the servers a weight such as 100). A server at weight 0
+        takes no new requests already and is marked without a ramp.
       - Once the mark holds, the weights go back to what they were (HAProxy keeps a server in DRAIN whatever its weight),
         so a later put-back to C(ready) finds them unchanged.
       - With O(state=ready) in check mode (the rollout's pre-flight read) the ramp is checked, not run, for every server
@@ -152,6 +154,8 @@ options:
         weight (the configuration's, as C(get weight) reports it) before their state is put back - for a weight ramp
         whose run was interrupted before it could put the weights back itself (the rollout's recovery passes the hosts
         its journal shows mid-ramp). See RV(weights_reset).
+      - The initial weight, not the one before the ramp, since the journal is written before the module reads the weights, so
+        a weight an operator had set at run time before the rollout is not known to it.
     type: list
     elements: str
     version_added: 0.6.0
@@ -385,7 +389,9 @@ journal_path:
   sample: /root/.ansible/modelops_shutdown/journal/20261202T020304Z-1a2b3c.jsonl
 weight_ramp:
   description: The weight ramp, with O(weight_ramp).
-  returned: when O(weight_ramp) is given with O(state=draining) or O(state=maintenance), or O(state=ready) in check mode
+  returned: >-
+    when O(weight_ramp) is given with O(state=draining) or O(state=maintenance), or O(state=ready) in check mode, and the
+    pool was read and the budget held
   type: dict
   sample:
     duration_seconds: 12.0
@@ -393,11 +399,10 @@ weight_ramp:
     interval_seconds: 4.0
     started_at: 1764650000.125
     aborted: null
-    weights_back: {gpu-01: 10}
     weights_back_failed: []
     servers:
-      - {host: gpu-01, backend: models, server: gpu-01, previous_weight: 10, initial_weight: 10,
-         steps: [{at: 1764650000.13, weight: 8}, {at: 1764650004.13, weight: 5}, {at: 1764650008.13, weight: 3}]}
+      - {host: gpu-01, backend: models, server: gpu-01, previous_weight: 100, initial_weight: 100, weight_back: 100,
+         steps: [{at: 1764650000.13, weight: 75}, {at: 1764650004.13, weight: 50}, {at: 1764650008.13, weight: 25}]}
   contains:
     duration_seconds:
       description: O(weight_ramp.duration).
@@ -424,28 +429,27 @@ weight_ramp:
       returned: when the ramp started
       type: str
       sample: "step 2 of 4: the disruption budget no longer holds: ..."
-    weights_back:
-      description: Each server's weight read back after it was put back to what it was.
-      returned: when the ramp started and the mark held or failed
-      type: dict
-      sample: {gpu-01: 10}
     weights_back_failed:
-      description: The weights that could not be put back, with why.
-      returned: when the ramp started and the mark held or failed
+      description: The weights that could not be put back, with why (the module also warns).
+      returned: when the ramp started
       type: list
       elements: str
       sample: []
     servers:
-      description: Per server, its weight before the ramp, its initial weight (the configuration's), and each step.
+      description:
+        - Per server ramped, its weight before the ramp, its initial weight (the configuration's), each step's weight as
+          read back, and C(weight_back), its weight read back after it was put back (V(null) before that).
       returned: always
       type: list
       elements: dict
-      sample: [{host: gpu-01, backend: models, server: gpu-01, previous_weight: 10, initial_weight: 10, steps: []}]
+      sample: [{host: gpu-01, backend: models, server: gpu-01, previous_weight: 100, initial_weight: 100, weight_back: 100,
+                steps: []}]
 weights_reset:
-  description: Per host of O(reset_weights), its weight before and after (C(from), C(to)).
+  description: Per server of O(reset_weights), its weight before and after (C(from), C(to)).
   returned: when O(reset_weights) is given with O(state=ready) or O(state=restore), outside check mode
-  type: dict
-  sample: {gpu-01: {from: 50, to: 100}}
+  type: list
+  elements: dict
+  sample: [{host: gpu-01, backend: models, server: gpu-01, from: 50, to: 100}]
 put_back:
   description: Servers put back after a failed mark, with the state each was put back to.
   returned: when a mark failed after changing servers

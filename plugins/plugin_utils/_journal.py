@@ -11,7 +11,7 @@ Events (every line has ts (ISO 8601 UTC), t (epoch seconds), run and event):
   run_started      targets, playbook, controller, pid, user, interrupted (earlier runs found open)
   lb_read          lb, servers {host: state}                         (pre-flight read, changes nothing)
   lb_intent        lb, state, hosts {host: {previous_state, new_state}}, weight_ramp   (before a mark or a put-back)
-  lb_result        lb, state, ok, msg, servers {host: {previous_state, state, changed}}
+  lb_result        lb, state, ok, msg, servers {host: {previous_state, state, changed}}, weights_left_lowered
   host_intent      host, units                                       (before its drain, stop, policy)
   host_result      host, ok, status, failed_step, msg, stopped, units_stopped, lb_events
   recovered        from_run, put_back [hosts], carried_on [hosts]
@@ -166,8 +166,9 @@ def summarize(events, path=None):
                 fresh = {'previous_state': server.get('previous_state'), 'state': None, 'outstanding': False}
                 entry = host(name)['lbs'].setdefault(event.get('lb'), fresh)
                 entry.pop('unconfirmed', None)
-                # The module finished, and put back the weights of its ramp itself (or said it could not).
-                entry.pop('weight_ramp', None)
+                # The module finished, and put back the weights of its ramp itself, unless it says it could not.
+                if not event.get('weights_left_lowered'):
+                    entry.pop('weight_ramp', None)
                 putting_back = entry.pop('putting_back', False)
                 state = server.get('state')
                 if state is None:

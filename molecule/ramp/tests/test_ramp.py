@@ -48,7 +48,8 @@ def test_drain_check_reports_a_stop_timeout_shorter_than_the_servers_drain_with_
                      r'shutdown window 30 s \(DRAIN_TIMEOUT', log), log
     assert ('raise TimeoutStopSec to 35 s: write /etc/systemd/system/model-server@llama.service.d/zz-drain-timing.conf'
             in log)
-    assert re.search(r'fatal: \[rp-m2\].*sigkill_before_drain|fatal: \[rp-m2\]', log)
+    # It is what failed rp-m2: the task's message is the finding.
+    assert re.search(r'fatal: \[rp-m2\]: FAILED! =>((?!fatal: \[).)*kind"?: "?sigkill_before_drain', log), log
 
 
 def test_drain_check_reports_a_server_gone_before_the_load_balancer_notices_with_the_fix():

@@ -99,3 +99,10 @@ def test_collection_python_needs_are_stdlib_ansible_and_jinja2():
                     [node.module] if isinstance(node, ast.ImportFrom) and node.level == 0 and node.module else []
                 for name in names:
                     assert name.split('.')[0] in allowed | {'__future__'}, (path.name, name)
+
+
+def test_the_image_tag_follows_the_collection_version():
+    version = yaml.safe_load((REPO / 'galaxy.yml').read_text())['version']
+    definition = yaml.safe_load((REPO / 'execution-environment.yml').read_text())
+    assert definition['options']['tags'] == ['modelops-shutdown-ee:%s' % version]
+    assert 'modelops-shutdown-ee:%s' % version in (REPO / 'docs' / 'awx.md').read_text()

@@ -520,8 +520,8 @@ def test_cut_requests_and_load_balancer_events_are_reported():
 
 def test_a_weight_ramp_is_carried_per_load_balancer():
     ramped = mark('lb1', 0.0, 12.0, [server('gpu-1', 2)])
-    ramped['weight_ramp'] = {'duration_seconds': 12.0, 'steps': 4, 'aborted': None, 'weights_back': {'gpu-1': 100},
-                             'servers': [{'host': 'gpu-1', 'previous_weight': 100, 'initial_weight': 100,
+    ramped['weight_ramp'] = {'duration_seconds': 12.0, 'steps': 4, 'aborted': None,
+                             'servers': [{'host': 'gpu-1', 'previous_weight': 100, 'initial_weight': 100, 'weight_back': 100,
                                           'steps': [{'at': at(0.0), 'weight': 75}, {'at': at(4.0), 'weight': 50},
                                                     {'at': at(8.0), 'weight': 25}]}]}
     plain = mark('lb2', 12.1, 12.3, [server('gpu-1', 1)])

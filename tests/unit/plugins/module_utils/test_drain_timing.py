@@ -154,3 +154,17 @@ def test_haproxy_time(number, unit):
 def test_timeout_stop_timespan(minutes, seconds):
     text = ('%dmin %ds' % (minutes, seconds)) if minutes else '%ds' % seconds
     assert _systemd.parse_timespan(text) == minutes * 60 + seconds
+
+
+def test_a_load_balancer_whose_checks_were_not_read_is_unknown_with_why():
+    unread = {'lb': 'lb2', 'backend': 'models', 'server': 'gpu-01', 'detection_seconds': None,
+              'error': 'its health checks were not read: give this drain_load_balancers entry haproxy_config'}
+    (finding,) = _drain_timing.compare(_unit(45.0, 'reference', 30.0), [unread], margin=5.0)
+    assert finding['kind'] == 'unknown'
+    assert finding['message'] == ('m.service: how long lb2 takes to notice models/gpu-01 is gone is '
+                                  'unknown: its health checks were not read: give this drain_load_balancers entry '
+                                  'haproxy_config')
+    # A server without "check" is another matter: HAProxy never marks it DOWN.
+    (finding,) = _drain_timing.compare(_unit(45.0, 'reference', 30.0), [
+        {'lb': 'lb2', 'backend': 'models', 'server': 'gpu-01', 'check': False, 'detection_seconds': None, 'error': None}])
+    assert 'has no usable health check (lb2): the load balancer never marks it DOWN by itself' in finding['message']

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyRuntime
+from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import HAProxyError, HAProxyRuntime
 from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy_checks import backend_balancing
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
 from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import free_port
@@ -110,7 +110,7 @@ def test_a_ramp_lowers_the_weight_in_steps_then_drains_and_puts_the_weight_back(
     # 10 * 3/4, 10 * 2/4, 10 * 1/4 (Python rounds half to even), each read back from HAProxy.
     assert [step['weight'] for step in server['steps']] == [8, 5, 2]
     assert (server['previous_weight'], server['initial_weight'], ramp['interval_seconds']) == (10, 10, 4.0)
-    assert ramp['aborted'] is None and ramp['weights_back'] == {'gpu-1': 10} and ramp['weights_back_failed'] == []
+    assert ramp['aborted'] is None and server['weight_back'] == 10 and ramp['weights_back_failed'] == []
     # Steps at 0, 4 and 8 s, the mark at 12 s: the fake clock moved by exactly the ramp's duration.
     assert fake.now - 1000.0 == pytest.approx(12.0)
     assert result['servers'][0]['state'] == 'draining' and result['servers'][0]['status'] == 'DRAIN'
@@ -193,10 +193,41 @@ def test_a_put_back_resets_the_weight_a_dead_run_left_lowered(lb):
                                         reset_weights=['gpu-1', 'gpu-2']).run(
         'restore', restore_states={'gpu-1': 'ready', 'gpu-2': 'ready'})
     assert failure is None, failure
-    assert result['weights_reset'] == {'gpu-1': {'from': 40, 'to': 10}, 'gpu-2': {'from': 10, 'to': 10}}
+    assert result['weights_reset'] == [{'host': 'gpu-1', 'backend': 'models', 'server': 'm1', 'from': 40, 'to': 10},
+                                       {'host': 'gpu-2', 'backend': 'models', 'server': 'm2', 'from': 10, 'to': 10}]
     assert lb['runtime'].get_weight('models', 'm1') == (10, 10) and state_of(lb, 'models', 'm1') == '0'
     # In check mode nothing is set.
     lb['runtime'].set_weight('models', 'm1', 40)
     result, failure = BatchStateManager('lb1', members, ['gpu-1'], reset_weights=['gpu-1']).run(
         'ready', check_mode=True)
     assert failure is None and 'weights_reset' not in result and lb['runtime'].get_weight('models', 'm1') == (40, 10)
+
+
+def test_a_weight_too_low_for_the_steps_is_refused_and_weight_0_is_left_alone(lb):
+    lb['runtime'].set_weight('models', 'm1', 1)   # HAProxy's default weight
+    result, failure = manager(lb, 'models', FakeTime()).run('draining')
+    assert result['refused'] is True and 'models/m1' in failure and 'has weight 1, too low for 4 steps' in failure
+    assert lb['runtime'].get_weight('models', 'm1') == (1, 10) and state_of(lb, 'models', 'm1') == '0'
+    lb['runtime'].set_weight('models', 'm1', 0)
+    fake = FakeTime()
+    result, failure = manager(lb, 'models', fake).run('draining')
+    assert failure is None and result['weight_ramp']['servers'] == [] and fake.sleeps == []
+    assert lb['runtime'].get_weight('models', 'm1') == (0, 10) and state_of(lb, 'models', 'm1') == '8'
+
+
+def test_a_weight_set_but_not_read_back_is_still_put_back(lb, monkeypatch):
+    calls = []
+    real = HAProxyRuntime.get_weight
+
+    def flaky(self, backend, server):
+        calls.append(server)
+        if len(calls) == 2:   # the read-back of the first step
+            raise HAProxyError('the admin socket closed mid-answer')
+        return real(self, backend, server)
+
+    monkeypatch.setattr(HAProxyRuntime, 'get_weight', flaky)
+    result, failure = manager(lb, 'models', FakeTime()).run('draining')
+    assert 'step 1 of 4: gpu-1: the admin socket closed mid-answer' in failure
+    assert 'Weights put back: gpu-1 10' in failure
+    assert real(lb['runtime'], 'models', 'm1') == (10, 10) and state_of(lb, 'models', 'm1') == '0'
+    assert result['weight_ramp']['servers'][0]['weight_back'] == 10

@@ -576,3 +576,14 @@ def test_a_ramp_whose_result_was_read_is_no_longer_flagged(journal):
     lb_result(journal, 'draining', {'m1': ('ready', 'ready', False)}, ok=False, msg='the weight ramp stopped at step 2')
     summary = summary_of(journal)
     assert 'weight_ramp' not in entry(summary) and _journal.outstanding(summary) == {}
+
+
+def test_a_ramp_that_could_not_put_its_weights_back_stays_flagged(journal):
+    run_started(journal)
+    _journal.append(journal, RUN, 'lb_intent', lb=LB, state='draining', weight_ramp=True,
+                    hosts={'m1': {'previous_state': 'ready', 'new_state': 'draining'}})
+    _journal.append(journal, RUN, 'lb_result', lb=LB, state='draining', ok=True, msg='', weights_left_lowered=True,
+                    servers={'m1': {'previous_state': 'ready', 'state': 'draining', 'changed': True}})
+    summary = summary_of(journal)
+    assert entry(summary)['weight_ramp'] is True
+    assert _journal.outstanding(summary) == {'m1': {LB: {'previous_state': 'ready', 'state': 'draining', 'weight_ramp': True}}}
