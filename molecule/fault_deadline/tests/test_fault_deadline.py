@@ -30,8 +30,9 @@ def test_fail_put_fd_m1_back_and_left_fd_m3_in_maintenance():
     assert (m1['status'], m1['failed_step'], m1['put_back'], m1['drained']) == ('failed', 'drain', True, False), m1
     assert m1['in_flight_final'] == 3 and m1['units'] == [], m1
     # In MAINT by hand before the run: the mark left it there, and nothing put it anywhere else.
-    assert m3['load_balancers'] == [{'lb': 'fd-lb', 'previous_state': 'maintenance', 'state': 'maintenance',
-                                     'changed': False}], m3
+    assert [dict((key, lb[key]) for key in ('lb', 'previous_state', 'state', 'changed', 'weight_ramp'))
+            for lb in m3['load_balancers']] == [{'lb': 'fd-lb', 'previous_state': 'maintenance', 'state': 'maintenance',
+                                                 'changed': False, 'weight_ramp': None}], m3
     assert m3['status'] == 'done'
     # fd-m1 was not stopped: its long requests all finished.
     long = long_requests('fail')
