@@ -14,7 +14,8 @@ help:
 	@echo "make demo   - bring up a demo fleet and run a shutdown rollout across it"
 	@echo "make test   - everything CI runs (lint, sanity, unit tests, molecule scenarios)"
 
-# Scenarios run in this order; each is independent (own containers, network and ports).
+# Scenarios run in this order; each is independent (own containers, network and ports). They publish their
+# ports on 127.0.0.1:280xx, below Linux's ephemeral range (32768-60999): no client socket of a busy machine holds one.
 MOLECULE_SCENARIOS ?= default drain stop_verify policy rollout ramp fault_sigterm fault_unreachable fault_budget fault_controller fault_lb fault_deadline retire
 
 bootstrap:

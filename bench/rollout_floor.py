@@ -8,7 +8,7 @@
                                    [--rate 5] [--min-available 1] [--keep] [--json out.json]
 
 Brings up its own fleet (containers bench-lb and bench-m1..bench-mN on network modelops-bench,
-HAProxy frontend on 127.0.0.1:38095) with molecule/_shared/{create,fleet}.yml and a generated
+HAProxy frontend on 127.0.0.1:28095) with molecule/_shared/{create,fleet}.yml and a generated
 inventory, sends constant load through HAProxy, runs playbooks/shutdown.yml over the first
 --retire hosts with --serial, reads the JSON report the rollout writes, and prints per batch its
 duration, its floor and the overhead (duration - floor), then the totals:
@@ -45,7 +45,7 @@ import time
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PREFIX = 'bench'
 NETWORK = 'modelops-bench'
-LB_PORT = 38095
+LB_PORT = 28095
 LB_URL = 'http://127.0.0.1:%d' % LB_PORT
 TASK_LOG = '/var/log/model-server/llama.tasks.jsonl'
 

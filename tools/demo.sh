@@ -21,7 +21,7 @@ export ANSIBLE_COLLECTIONS_PATH=${ANSIBLE_COLLECTIONS_PATH:-$repo/.build/collect
 export ANSIBLE_NOCOLOR=1 ANSIBLE_RETRY_FILES_ENABLED=0
 
 inventory=tests/fleet/demo/inventory.yml
-lb_url=http://127.0.0.1:38090
+lb_url=http://127.0.0.1:28090
 rate=${MODELOPS_DEMO_RATE:-5}
 out=${MODELOPS_DEMO_DIR:-$repo/.build/demo}
 logs=$out/logs
@@ -118,8 +118,8 @@ fi
 header "creating the demo fleet: demo-lb (HAProxy) + demo-m1..demo-m6 (systemd containers)"
 # A fleet left over by an interrupted run would start in an unknown state: remove it first.
 ansible-playbook -i "$inventory" molecule/_shared/destroy.yml >"$logs/destroy-before.log" 2>&1 || true
-if (exec 3<>/dev/tcp/127.0.0.1/38090) 2>/dev/null; then
-  echo "demo: 127.0.0.1:38090 is already in use by something else; free it and re-run." >&2
+if (exec 3<>/dev/tcp/127.0.0.1/28090) 2>/dev/null; then
+  echo "demo: 127.0.0.1:28090 is already in use by something else; free it and re-run." >&2
   exit 1
 fi
 play create molecule/_shared/create.yml

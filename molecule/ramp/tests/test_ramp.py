@@ -133,7 +133,7 @@ def test_rp_m1_is_drained_with_its_weight_back_and_the_others_serve(host):
 
 def test_no_request_failed_or_was_cut_through_either_load_balancer():
     summary = faultcheck.load_summary()
-    assert summary['urls'] == ['http://127.0.0.1:38097/v1/completions', 'http://127.0.0.1:38098/v1/completions']
+    assert summary['urls'] == ['http://127.0.0.1:28097/v1/completions', 'http://127.0.0.1:28098/v1/completions']
     assert summary['sent'] > 0 and summary['failed'] == 0 and summary['cut'] == 0, summary
 
 
