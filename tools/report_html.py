@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import sys
-import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 RENDERER = os.path.join('plugins', 'plugin_utils', '_report_html.py')
@@ -62,17 +61,7 @@ def main(argv=None):
             sys.stderr.write('report_html: warning: cannot read the load records %s (%s); the page has no load '
                              'panel\n' % (args.load, exc))
     output = args.output or os.path.splitext(args.report)[0] + '.html'
-    directory = os.path.dirname(os.path.abspath(output))
-    handle, temp = tempfile.mkstemp(dir=directory, prefix='.%s.' % os.path.basename(output))
-    try:
-        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
-            stream.write(module.render(report, load=load))
-        os.chmod(temp, 0o644)
-        os.rename(temp, output)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
+    module.write_atomically(output, module.render(report, load=load))
     print(output)
     return 0
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 
 import jinja2
 
@@ -19,20 +18,6 @@ from ansible_collections.modelops.shutdown.plugins.modules.shutdown_report impor
 from ansible_collections.modelops.shutdown.plugins.plugin_utils import _journal, _report_html
 
 TEMPLATE = os.path.join(os.path.dirname(__file__), '..', '..', 'roles', 'report', 'templates', 'report.md.j2')
-
-
-def _write(path, text):
-    """Write atomically, mode 0644: a report half-written by a killed run is never left behind."""
-    handle, temp = tempfile.mkstemp(dir=os.path.dirname(path), prefix='.%s.' % os.path.basename(path))
-    try:
-        with os.fdopen(handle, 'w') as stream:
-            stream.write(text)
-        os.chmod(temp, 0o644)
-        os.rename(temp, path)
-    except BaseException:
-        if os.path.exists(temp):
-            os.remove(temp)
-        raise
 
 
 def render_markdown(report):
@@ -85,11 +70,11 @@ class ActionModule(ActionBase):
                                     '<records.jsonl>' % (args['load_records'], exc, paths['json']))
         try:
             os.makedirs(args['dest'], mode=0o755, exist_ok=True)
-            _write(paths['json'], json.dumps(report, indent=4, sort_keys=True) + '\n')
+            _report_html.write_atomically(paths['json'], json.dumps(report, indent=4, sort_keys=True) + '\n')
             if args['markdown']:
-                _write(paths['md'], render_markdown(report))
+                _report_html.write_atomically(paths['md'], render_markdown(report))
             if args['html']:
-                _write(paths['html'], _report_html.render(report, load=load))
+                _report_html.write_atomically(paths['html'], _report_html.render(report, load=load))
         except (OSError, jinja2.TemplateError) as exc:
             return dict(result, failed=True, msg='shutdown_report: could not write the report to %s: %s. Check that '
                         'the directory is writable on the controller, or set report_dir.' % (args['dest'], exc),

@@ -20,6 +20,8 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
+import tempfile
 
 PHASES = ('drain', 'stop', 'policy', 'verify')
 PHASE_LABELS = {'drain': 'drain wait', 'stop': 'stop', 'policy': 'policy', 'verify': 'verify'}
@@ -383,3 +385,18 @@ def render(report, load=None):
                         _e(host.get('drain_seconds')), _e(host.get('stop_seconds')), _e(units)))
     parts.append('</table></body></html>')
     return '\n'.join(parts) + '\n'
+
+
+def write_atomically(path, text):
+    """Write C(text) to C(path) (UTF-8, mode 0644) through a temporary file in the same directory and a rename: a report
+    half-written by a killed run is never left behind. Used for every report file, by the action plugin and the CLI."""
+    handle, temp = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)), prefix='.%s.' % os.path.basename(path))
+    try:
+        with os.fdopen(handle, 'w', encoding='utf-8') as stream:
+            stream.write(text)
+        os.chmod(temp, 0o644)
+        os.rename(temp, path)
+    except BaseException:
+        if os.path.exists(temp):
+            os.remove(temp)
+        raise

@@ -9,8 +9,6 @@ a step (another server going down) is done from the sleep hook, so nothing here 
 from __future__ import annotations
 
 import os
-import subprocess
-import time
 
 import pytest
 
@@ -18,7 +16,7 @@ from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy import 
 from ansible_collections.modelops.shutdown.plugins.module_utils._haproxy_checks import backend_balancing
 from ansible_collections.modelops.shutdown.plugins.module_utils._lb_batch import BatchStateManager, parse_members
 from ansible_collections.modelops.shutdown.tests.unit.plugins.helpers import free_port
-from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.test_lb_haproxy import HAPROXY
+from ansible_collections.modelops.shutdown.tests.unit.plugins.module_utils.test_lb_haproxy import HAPROXY, run_haproxy
 
 pytestmark = pytest.mark.skipif(not HAPROXY, reason='haproxy is not installed (molecule exercises it)')
 
@@ -53,17 +51,8 @@ def config(sock_path):
 @pytest.fixture
 def lb(short_dir):
     sock_path = os.path.join(short_dir, 'admin.sock')
-    cfg = os.path.join(short_dir, 'haproxy.cfg')
     text = config(sock_path)
-    with open(cfg, 'w') as handle:
-        handle.write(text)
-    proc = subprocess.Popen([HAPROXY, '-db', '-f', cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 10
-    while not os.path.exists(sock_path):
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            pytest.skip('haproxy did not start: %s' % proc.stderr.read().decode()[:300])
-        time.sleep(0.05)
+    proc = run_haproxy(short_dir, text, sock_path)
     yield {'socket': sock_path, 'config': text, 'runtime': HAProxyRuntime(socket_path=sock_path)}
     proc.terminate()
     proc.wait(10)

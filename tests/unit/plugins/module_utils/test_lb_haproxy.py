@@ -157,26 +157,12 @@ def test_manager_idempotent_sends_nothing(fake):
 HAPROXY = shutil.which('haproxy') or (os.path.exists('/usr/sbin/haproxy') and '/usr/sbin/haproxy')
 
 
-@pytest.fixture
-def real_haproxy(short_dir):
-    sock_path = os.path.join(short_dir, 'admin.sock')
-    cfg = os.path.join(short_dir, 'haproxy.cfg')
+def run_haproxy(directory, config_text, sock_path):
+    """Start a real HAProxy on C(config_text) (written to C(directory)/haproxy.cfg) until its admin socket C(sock_path)
+    exists; skip the test when it does not start. Returns the process (terminate it when done)."""
+    cfg = os.path.join(directory, 'haproxy.cfg')
     with open(cfg, 'w') as handle:
-        handle.write('\n'.join([
-            'global',
-            '    stats socket %s mode 600 level admin' % sock_path,
-            '    stats socket %s mode 600 level user' % os.path.join(short_dir, 'user.sock'),
-            'defaults',
-            '    mode http',
-            '    timeout connect 1s',
-            '    timeout client 5s',
-            '    timeout server 5s',
-            'backend models',
-            '    server m1 127.0.0.1:%d' % free_port(),
-            '    server m2 127.0.0.1:%d check inter 200' % free_port(),
-            '    server m3 127.0.0.1:%d disabled' % free_port(),
-            '',
-        ]))
+        handle.write(config_text)
     proc = subprocess.Popen([HAPROXY, '-db', '-f', cfg], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 10
     while not os.path.exists(sock_path):
@@ -184,6 +170,27 @@ def real_haproxy(short_dir):
             proc.kill()
             pytest.skip('haproxy did not start: %s' % proc.stderr.read().decode()[:300])
         time.sleep(0.05)
+    return proc
+
+
+@pytest.fixture
+def real_haproxy(short_dir):
+    sock_path = os.path.join(short_dir, 'admin.sock')
+    proc = run_haproxy(short_dir, '\n'.join([
+        'global',
+        '    stats socket %s mode 600 level admin' % sock_path,
+        '    stats socket %s mode 600 level user' % os.path.join(short_dir, 'user.sock'),
+        'defaults',
+        '    mode http',
+        '    timeout connect 1s',
+        '    timeout client 5s',
+        '    timeout server 5s',
+        'backend models',
+        '    server m1 127.0.0.1:%d' % free_port(),
+        '    server m2 127.0.0.1:%d check inter 200' % free_port(),
+        '    server m3 127.0.0.1:%d disabled' % free_port(),
+        '',
+    ]), sock_path)
     yield sock_path
     proc.terminate()
     proc.wait(10)
